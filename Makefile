@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything runs from the venv in .venv/.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+## setup: venv + released NVS-SQA weights (downloaded, sha256-verified, unpacked into checkpoints/)
+setup: $(STAMP)
+	$(PY) -m models.checkpoints
+
+## demo: score the two example sequences
+demo: setup
+	$(PY) app.py examples/
+
+## test: lint + the whole test suite (parity with ../shared/reference included)
+test: setup lint
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+## bench: our engine vs the upstream wheel's own inference code -> benchmarks/scorer.{json,md}
+bench: setup
+	$(PY) -m models.bench
+
+clean:
+	rm -rf $(VENV) .cache checkpoints runs .pytest_cache .ruff_cache

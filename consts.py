@@ -1,0 +1,121 @@
+"""The one typed source of truth: versions, paths, checkpoints, scenes, methods, datasets, defaults.
+
+Everything that is a *fact* about the systems we reproduce (names, checksums, published numbers) lives
+here, so that scripts, library code and tests read the same value. Nothing in this file does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+# --------------------------------------------------------------------------------------------- versions
+PROJECT_NAME: Final = "nvs-quality"
+PROJECT_VERSION: Final = "0.1.0"  # stamped into every results file we write
+
+# --------------------------------------------------------------------------------------------- paths
+ROOT: Final = Path(__file__).resolve().parent
+CHECKPOINTS_DIR: Final = ROOT / "checkpoints"  # fetched by `make setup`, never committed
+CACHE_DIR: Final = ROOT / ".cache"  # downloaded wheels, feature caches
+EXAMPLES_DIR: Final = ROOT / "examples"
+RUNS_DIR: Final = ROOT / "runs"
+SHARED_DIR: Final = ROOT.parent / "shared"  # specs, reference values, benchmark labels (beside the repo)
+
+# --------------------------------------------------------------------------------------------- frames
+IMAGE_EXTS: Final = (".png", ".jpg", ".jpeg")  # what upstream reads; matched case-insensitively
+VIDEO_EXTS: Final = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+
+
+# --------------------------------------------------------------------------------------------- NVS-SQA
+@dataclass(frozen=True)
+class ReleasedFile:
+    """One data file inside the released wheel that we use, with its sha256 (see shared/reference)."""
+
+    member: str  # path inside the wheel
+    sha256: str
+    target: str  # file name under checkpoints/<version>/
+
+
+@dataclass(frozen=True)
+class ReleasedCheckpoint:
+    """The CC0 NVS-SQA release: a PyPI wheel whose data files hold the weights and the ridge regressor."""
+
+    version: str
+    wheel_name: str
+    wheel_version: str
+    wheel_file: str
+    wheel_sha256: str
+    state_dict: ReleasedFile
+    config: ReleasedFile
+    regressor_pickle: ReleasedFile
+
+    @property
+    def dir(self) -> Path:
+        return CHECKPOINTS_DIR / self.version
+
+
+_MEMBER_STEM: Final = (
+    "nvs_sqa/checkpoints/v0.0.1/models/SeqModel_TransEncoder_rgb_viewsz(192)_lowfeat(24+48+96)"
+    "_fviewsz(360)_pretr(0)_fuse(last)angsz(384)_nlyr(2)_v0.0.1"
+)
+RELEASED: Final = ReleasedCheckpoint(
+    version="v0.0.1",
+    wheel_name="nvs-sqa",
+    wheel_version="0.1.1",
+    wheel_file="nvs_sqa-0.1.1-py3-none-any.whl",
+    wheel_sha256="67a02dfb5111a8680ae10ad104679daaf3d3d2501a2763377408778c1052a336",
+    state_dict=ReleasedFile(
+        member=_MEMBER_STEM + "_100.pth",
+        sha256="322dd9b1301694f0439ed1e94ddf093724024afbf320f6545a86bc6fe6ed6497",
+        target="model.pth",
+    ),
+    config=ReleasedFile(
+        member=_MEMBER_STEM + "_config.json",
+        sha256="7728f1d2970177354319d74a0ad442bbaf6605598c1407107b6879a5a72f2a3a",
+        target="config.json",
+    ),
+    regressor_pickle=ReleasedFile(
+        member="nvs_sqa/checkpoints/v0.0.1/regr/linear_regr.pkl",
+        sha256="df5ad7ecae02ae7eca4b48c54e11aa68987d4baadb3d1294e175f5a283124528",
+        target="linear_regr.pkl",
+    ),
+)
+# Inside a checkpoint folder (released or written by train.py / evaluate.py):
+CKPT_CONFIG: Final = "config.json"  # model hyper-parameters (upstream config JSON fields)
+CKPT_WEIGHTS: Final = "model.pth"  # plain state_dict, loaded with torch.load(weights_only=True)
+CKPT_REGRESSOR: Final = "regressor.json"  # {"coef": [...], "intercept": x, "alpha": a, "source_sha256": ...}
+
+# Published JOD scores of the released model on the two example sequences (upstream README).
+PUBLISHED_EXAMPLE_SCORES: Final = {"Giraffe+NeRF": -2.0440, "Giraffe+IBRNet-C": -2.1063}
+
+DEFAULT_BATCH_SIZE: Final = 4  # frames per view-encoder call; upstream uses 10 (numerically equivalent)
+
+# --------------------------------------------------------------------------------------------- benchmark
+BENCHMARK_DATASETS: Final = ("fieldwork", "lab", "llff")
+BENCHMARK_METHODS: Final = (
+    "directvoxgo", "gnt_crossscene", "gnt_singlescene", "ibrnet_finetune", "ibrnet_pretrain",
+    "light_field", "mipnerf", "nerf", "nex", "plenoxel",
+)  # fmt: skip
+BENCHMARK_LABELS_FILE: Final = "flat_labels_offset_by_ref_scenewise_split_11.json"
+# Published SRCC / PLCC of the released model (upstream README / paper), per dataset.
+PUBLISHED_BENCHMARK: Final = {
+    "fieldwork": {"srcc": 0.9111, "plcc": 0.8828},
+    "llff": {"srcc": 0.7000, "plcc": 0.6441},
+    "lab": {"srcc": 0.7000, "plcc": 0.6783},
+}
+
+# --------------------------------------------------------------------------------------------- training data
+TRAIN_SCENES: Final = (
+    "aspen", "bww_entrance", "campanile", "desolation", "dozer", "Egypt", "floating-tree", "Giannini-Hall",
+    "kitchen", "library", "person", "plane", "poster", "redwoods2", "sculpture", "stump", "vegetation",
+)  # fmt: skip
+TRAIN_METHODS: Final = (
+    "splatfacto", "nerfacto", "tensorf", "instant-ngp", "kplanes-20", "kplanes-100", "kplanes-1000",
+    "nerfacto-huge",
+)  # fmt: skip
+# Scene/method pairs upstream skipped (kept as data, not as ifs in the code).
+SKIPPED_PAIRS: Final = frozenset(
+    {(s, m) for s in TRAIN_SCENES[:6] for m in ("splatfacto", "nerfacto", "tensorf")}
+    | {(s, "nerfacto-huge") for s in ("campanile", "desolation", "dozer")}
+)
