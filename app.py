@@ -89,16 +89,15 @@ def run(cfg: AppConfig) -> int:
             failures.append(str(e))
             log.error("%s", e)
     out = Path(cfg.out) if cfg.out else default_out(cfg.inputs)
+    if not paths:
+        return 2  # every input failed; each already said why in one line
     try:
-        if not paths:
-            raise InputError("no sequence to score; see the errors above")
         check_writable(out)
         model = NVSSQA.from_checkpoint(cfg.checkpoint, cfg.device)
         if model.regressor is None and not cfg.features_only:
             model.predict([])  # raises the one-line "no regressor" error
     except InputError as e:
-        if str(e) not in failures:
-            log.error("%s", e)
+        log.error("%s", e)
         return 2
     batch = cfg.batch_size or (16 if model.device.type == "cuda" else 2)
 
@@ -117,8 +116,7 @@ def run(cfg: AppConfig) -> int:
         rows.append({"name": name, "frames": seq.n_frames, "width": seq.width, "height": seq.height,
                      "source": seq.source, "seconds": round(time.perf_counter() - t0, 2)})
     if not rows:
-        log.error("no sequence could be scored")
-        return 2
+        return 2  # nothing scored, nothing written; each failure was reported above
     if not cfg.features_only:
         import numpy as np
 

@@ -288,9 +288,13 @@ def open_array(frames: np.ndarray, min_size: int, dim_order: str = "THWC", name:
 
 
 def open_sequence(
-    item: str | Path | Sequence[str | Path] | np.ndarray, min_size: int, sort: SortOrder = "natural"
+    item: str | Path | Sequence[str | Path] | np.ndarray, min_size: int, sort: SortOrder = "natural",
+    dim_order: str = "THWC",
 ) -> FrameSequence:
-    """Open anything that is one sequence: a frame folder, a video file, a list of image paths, an array."""
+    """Open anything that is one sequence: a frame folder, a video file, a list of image paths, an array.
+
+    ``dim_order`` (THWC or TCHW) applies to arrays and tensors only.
+    """
     if isinstance(item, (str, Path)):
         path = Path(item)
         if path.is_dir():
@@ -309,7 +313,7 @@ def open_sequence(
                 raise InputError(f"{p}: no such file; check the path")
         name = files[0].parent.name if files else "frames"
         return open_frame_files(files, name, str(files[0].parent) if files else "<list>", min_size)
-    return open_array(item, min_size)  # type: ignore[arg-type]
+    return open_array(item, min_size, dim_order)  # type: ignore[arg-type]
 
 
 def discover(path: Path) -> list[Path]:

@@ -186,12 +186,12 @@ class SequenceModel(nn.Module):
 
 
 def min_frame_size() -> int:
-    """Smallest square frame the view encoder accepts (reflect padding needs every map ≥ 2 px)."""
+    """Smallest frame side the view encoder accepts (69 px): reflect padding needs every map ≥ 2 px, and the
+    smallest map is low-level branch 2's, after conv_0 (two stride-2 convs) and three 2× max-pools."""
     s = 5
     while True:
-        a = (s - 5) // 2 + 1
-        b = (a - 3) // 2 + 1
-        if b // 8 >= 1 and b // 4 >= 2:  # branch 2 / pool_3 inputs, reflect pad of 1 needs ≥ 2 px
+        after_conv0 = ((s - 5) // 2 + 1 - 3) // 2 + 1
+        if after_conv0 // 8 >= 2:
             return s
         s += 1
 
@@ -276,8 +276,10 @@ class Regressor:
     source_sha256: str = ""
 
     def predict(self, feats: np.ndarray) -> np.ndarray:
-        x = np.asarray(feats, dtype=np.float32)
-        return (x @ self.coef.astype(np.float32) + np.float32(self.intercept)).astype(np.float64)
+        x = np.atleast_2d(np.asarray(feats, dtype=np.float32))
+        coef = self.coef.astype(np.float32)
+        # One dot per row: a score does not depend on which other sequences share the call.
+        return np.array([np.dot(r, coef) + np.float32(self.intercept) for r in x], dtype=np.float64)
 
 
 class NVSSQA:
@@ -345,10 +347,16 @@ class NVSSQA:
 
     def features(
         self, source: str | Path | list | np.ndarray | torch.Tensor | FrameSequence, batch_size: int = 4,
-        progress: bool = False, sort: SortOrder = "natural",
+        progress: bool = False, sort: SortOrder = "natural", dim_order: str = "THWC",
     ) -> np.ndarray:  # fmt: skip
-        """The 384-d quality representation of one sequence (folder, video, path list, array or tensor)."""
-        seq = source if isinstance(source, FrameSequence) else open_sequence(source, MIN_FRAME_SIZE, sort)
+        """The 384-d quality representation of one sequence (folder, video, path list, array or tensor).
+
+        Arrays/tensors: uint8 0–255 or float 0–1, ``dim_order`` "THWC" (default) or "TCHW".
+        """
+        if isinstance(source, FrameSequence):
+            seq = source
+        else:
+            seq = open_sequence(source, MIN_FRAME_SIZE, sort, dim_order)
         return self.aggregate(self.frame_features(seq, batch_size, progress))
 
     def predict(self, feats: np.ndarray) -> np.ndarray:

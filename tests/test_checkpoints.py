@@ -1,0 +1,132 @@
+"""Checkpoints: the safe regressor conversion, the release's checksums, and loader errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from consts import RELEASED
+from models.checkpoints import (
+    _AllowListUnpickler,
+    load_checkpoint,
+    ridge_pickle_to_json,
+    sha256_file,
+)
+from models.frames import InputError
+from models.nvs_sqa import ModelConfig, SequenceModel
+
+
+def test_release_checksums_match_shared_reference(shared_dir):
+    """consts.RELEASED holds exactly the checksums published in shared/reference/checksums.sha256."""
+    lines = (shared_dir / "reference" / "checksums.sha256").read_text().splitlines()
+    published = dict(reversed(line.split(maxsplit=1)) for line in lines)
+    assert published[RELEASED.wheel_file] == RELEASED.wheel_sha256
+    for f in (RELEASED.state_dict, RELEASED.config, RELEASED.regressor_pickle):
+        assert published[f.member] == f.sha256
+
+
+def test_installed_release_is_verified(released_dir):
+    assert sha256_file(released_dir / "model.pth") == RELEASED.state_dict.sha256
+    reg = json.loads((released_dir / "regressor.json").read_text())
+    assert len(reg["coef"]) == 384 and reg["alpha"] == 1.0
+    assert abs(reg["intercept"] - 15.1643) < 1e-4  # spec: intercept ≈ 15.1643
+    assert reg["source_sha256"] == RELEASED.regressor_pickle.sha256
+
+
+def test_regressor_json_equals_the_pickle(released_dir):
+    """The JSON holds the pickled float32 coefficients exactly (checked against the wheel in the cache)."""
+    from consts import CACHE_DIR
+
+    wheel = CACHE_DIR / "wheels" / RELEASED.wheel_file
+    if not wheel.is_file():
+        pytest.skip("wheel not cached (make setup keeps it in .cache/wheels)")
+    with zipfile.ZipFile(wheel) as zf:
+        data = zf.read(RELEASED.regressor_pickle.member)
+    state = _AllowListUnpickler(io.BytesIO(data)).load().state
+    reg = json.loads((released_dir / "regressor.json").read_text())
+    np.testing.assert_array_equal(np.asarray(reg["coef"], np.float32), state["coef_"])
+    assert reg["intercept"] == float(state["intercept_"])
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_allow_list_unpickler_refuses_code():
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+        ridge_pickle_to_json(pickle.dumps(_Evil()), "x")
+
+
+def _tiny_ckpt(folder, regressor: bool = False, config: ModelConfig | None = None):
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    cfg = config or ModelConfig(num_layers=1)
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    torch.save(SequenceModel(cfg).state_dict(), folder / "model.pth")
+    if regressor:
+        coef = np.arange(cfg.angular_feat_size, dtype=np.float32) / 1000
+        (folder / "regressor.json").write_text(json.dumps({"coef": coef.tolist(), "intercept": 1.5}))
+    return folder
+
+
+def test_trained_checkpoint_folder_loads(tmp_path):
+    ck = load_checkpoint(_tiny_ckpt(tmp_path / "run", regressor=True))
+    assert ck.model.config.num_layers == 1 and ck.regressor is not None
+    assert ck.info["checkpoint_sha256"] == sha256_file(tmp_path / "run" / "model.pth")
+    # a training checkpoint {"model": state_dict, ...} and a direct .pth path load too
+    torch.save({"model": ck.model.state_dict(), "epoch": 3}, tmp_path / "run" / "model.pth")
+    assert load_checkpoint(tmp_path / "run" / "model.pth").model.config.num_layers == 1
+
+
+def test_no_regressor_is_a_clear_error_only_when_scoring(tmp_path):
+    from models.nvs_sqa import NVSSQA
+
+    m = NVSSQA.from_checkpoint(_tiny_ckpt(tmp_path / "run"), device="cpu")
+    with pytest.raises(InputError, match="no regressor.json.*--features-only"):
+        m.predict(np.zeros(384, np.float32))
+
+
+def test_loader_errors_name_file_and_fix(tmp_path):
+    with pytest.raises(InputError, match="checkpoint folder not found"):
+        load_checkpoint(tmp_path / "missing")
+    d = _tiny_ckpt(tmp_path / "a")
+    (d / "config.json").unlink()
+    with pytest.raises(InputError, match=r"config\.json: missing"):
+        load_checkpoint(d)
+    d = _tiny_ckpt(tmp_path / "b")
+    (d / "model.pth").write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match=r"model\.pth: cannot read the state_dict"):
+        load_checkpoint(d)
+    d = _tiny_ckpt(tmp_path / "c")
+    (d / "config.json").write_text(json.dumps(ModelConfig(num_layers=2).to_dict()))  # weights have 1 layer
+    with pytest.raises(InputError, match=r"model\.pth: does not match config\.json"):
+        load_checkpoint(d)
+    d = _tiny_ckpt(tmp_path / "d")
+    (d / "regressor.json").write_text(json.dumps({"coef": [1.0, 2.0], "intercept": 0}))
+    with pytest.raises(InputError, match="coef has 2 values"):
+        load_checkpoint(d)
+    (d / "regressor.json").write_text("{not json")
+    with pytest.raises(InputError, match="not a valid regressor JSON"):
+        load_checkpoint(d)
+
+
+def test_corrupt_released_weights_point_to_make_setup(tmp_path, monkeypatch, released_dir):
+    import consts
+
+    shutil.copytree(released_dir, tmp_path / RELEASED.version)
+    with open(tmp_path / RELEASED.version / "model.pth", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00" * 16)
+    monkeypatch.setattr(consts, "CHECKPOINTS_DIR", tmp_path)  # RELEASED.dir now points at the corrupt copy
+    with pytest.raises(InputError, match=r"model\.pth: sha256 does not match.*make setup"):
+        load_checkpoint(None)
