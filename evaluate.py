@@ -55,6 +55,7 @@ class EvalConfig:
     degrade: bool = False  # run the degradation benchmark instead of the benchmark tables
     inputs: list[str] = field(default_factory=lambda: [str(C.EXAMPLES_DIR)])  # sequences to degrade
     regressor: str | None = None  # regressor.json to score with (default: the checkpoint's own)
+    distortions: list[str] = field(default_factory=list)  # subset of models.degrade.DISTORTIONS; empty = all
     frames: int = 8  # frames per clip, evenly spaced over the sequence
     max_side: int = 320  # clips resized so that the longer side is at most this many pixels
 
@@ -85,16 +86,24 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     g = p.add_argument_group("degradation benchmark")
     g.add_argument("--degrade", action="store_true", help="score graded distortions of INPUT (default: examples/)")
     g.add_argument("--regressor", help="regressor.json to score with (default: the checkpoint's regressor.json)")
+    g.add_argument("--distortions", default="", help="comma-separated subset of "
+                   "blur,jpeg,noise,flicker,ghosting,floaters,downup (default: all)")
     g.add_argument("--frames", type=int, default=d.frames, help=f"frames per clip (default {d.frames})")
     g.add_argument("--max-side", type=int, default=d.max_side, help=f"longer side of a clip, px (default {d.max_side})")
     a = p.parse_args(argv)
     if a.batch_size < 0 or a.splits < 0 or a.frames < 1 or a.max_side < 1 or a.alpha <= 0:
         p.error("--batch-size, --splits must be >= 0; --frames, --max-side, --alpha > 0")
+    from models.degrade import DISTORTIONS
+
+    distortions = [d for d in a.distortions.split(",") if d]
+    if set(distortions) - set(DISTORTIONS):
+        p.error(f"--distortions: unknown {sorted(set(distortions) - set(DISTORTIONS))}; choose from "
+                f"{','.join(DISTORTIONS)}")
     if a.inputs and not a.degrade:
         p.error("INPUT arguments are for --degrade; the benchmark reads --bank or --features")
     return EvalConfig(a.name, a.checkpoint, a.device, a.batch_size, a.quiet, a.bank, a.labels, a.features,
                       a.allow_missing, a.splits, a.seed, a.alpha, a.save_regressor, a.no_cache, a.degrade,
-                      a.inputs or d.inputs, a.regressor, a.frames, a.max_side)
+                      a.inputs or d.inputs, a.regressor, distortions, a.frames, a.max_side)
 
 
 def _model_label(cfg: EvalConfig) -> str:
@@ -216,7 +225,7 @@ def run_degrade(cfg: EvalConfig, out: Path) -> int:
         if min(clip.shape[1:3]) < MIN_FRAME_SIZE:
             raise InputError(f"{p}: --max-side {cfg.max_side} makes frames smaller than {MIN_FRAME_SIZE} px; raise it")
         clips[p.name] = clip
-    rows, srcc = run_degradations(lambda c: model.score(c, batch), clips, cfg.seed, progress=not cfg.quiet)
+    rows, srcc = run_degradations(lambda c: model.score(c, batch), clips, cfg.seed, not cfg.quiet, cfg.distortions)
     seconds = time.perf_counter() - t0
     mean = float(np.nanmean([r["srcc_mean"] for r in srcc]))
     cols = ["distortion", "param", "levels", *[f"srcc[{s}]" for s in clips], "srcc_mean"]

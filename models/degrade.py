@@ -129,16 +129,20 @@ def prepare_clip(seq: FrameSequence, n_frames: int = 8, max_side: int = 320) -> 
 
 def run_degradations(
     score: Callable[[Clip], float], clips: dict[str, Clip], seed: int = 0, progress: bool = True,
+    names: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
     """Score every variant of every clip. Returns (score rows, SRCC rows).
 
     Score rows: sequence, distortion, level, param, score, seconds. SRCC rows: per distortion, the SRCC between
     level (0..5) and score for each sequence (``srcc[<sequence>]``) and their mean; a sound model gives -1.
+    ``names`` picks distortions (default: all of ``DISTORTIONS``).
     """
     from tqdm import tqdm
 
+    names = names or list(DISTORTIONS)
+
     n_levels = len(next(iter(DISTORTIONS.values()))[2])
-    todo = [(s, d, lv) for s in clips for d in DISTORTIONS for lv in range(1, n_levels + 1)]
+    todo = [(s, d, lv) for s in clips for d in names for lv in range(1, n_levels + 1)]
     bar = tqdm(total=len(todo) + len(clips), desc="variants", unit="clip", disable=not progress)
     rows: list[dict[str, Any]] = []
     clean: dict[str, float] = {}
@@ -148,7 +152,7 @@ def run_degradations(
             clean[s] = score(clip)
             bar.update()
             rows += [{"sequence": s, "distortion": d, "level": 0, "param": "", "score": clean[s],
-                      "seconds": round(time.perf_counter() - t0, 3)} for d in DISTORTIONS]
+                      "seconds": round(time.perf_counter() - t0, 3)} for d in names]
         for s, d, lv in todo:
             t0 = time.perf_counter()
             val = score(degrade(clips[s], d, lv, seed))
@@ -156,7 +160,7 @@ def run_degradations(
                          "score": val, "seconds": round(time.perf_counter() - t0, 3)})
             bar.update()
     srcc_rows = []
-    for d in DISTORTIONS:
+    for d in names:
         row: dict[str, Any] = {"distortion": d, "param": DISTORTIONS[d][1],
                                "levels": ", ".join(str(p) for p in DISTORTIONS[d][2])}
         vals = []
@@ -179,7 +183,7 @@ def plot_degradations(rows: list[dict[str, Any]], srcc_rows: list[dict[str, Any]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(DISTORTIONS)
+    names = [r["distortion"] for r in srcc_rows]
     cols = 4
     fig, axes = plt.subplots(math.ceil(len(names) / cols), cols, figsize=(4 * cols, 3.2 * math.ceil(len(names) / cols)),
                              squeeze=False)
