@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -238,7 +239,8 @@ def run_degrade(cfg: EvalConfig, out: Path) -> int:
     write_csv(out / "degrade_scores.csv", rows, ["sequence", "distortion", "level", "param", "score", "seconds"])
     write_csv(out / "degrade_srcc.csv", srcc, cols)
     write_json(out / "degrade.json", stamp(config=asdict(cfg), model=model.info, seconds=round(seconds, 2),
-                                            srcc=srcc, srcc_mean=mean, scores=rows))
+                                            cpus=os.cpu_count(), load_average=os.getloadavg(), srcc=srcc,
+                                            srcc_mean=mean, scores=rows))  # load: timings on a shared machine
     atomic_write_bytes(out / "degrade.png", plot_degradations(rows, srcc))
     print(text)
     print(f"wrote degrade.md, degrade_scores.csv, degrade_srcc.csv, degrade.json, degrade.png to {out}")
