@@ -43,4 +43,4 @@ eval: setup
 
 ## degrade: graded-degradation benchmark of the released model on examples/ -> runs/degrade-v0.0.1/
 degrade: setup
-	$(PY) evaluate.py --degrade
+	$(PY) evaluate.py --degrade --threads 1

@@ -41,6 +41,7 @@ class EvalConfig:
     checkpoint: str | None = None  # checkpoint folder; default: released v0.0.1
     device: str = "auto"  # auto | cpu | cuda
     batch_size: int = 0  # frames per view-encoder call; 0 = auto (2 on CPU, 16 on CUDA)
+    threads: int = 0  # torch CPU threads; 0 = torch's default (one per core); results are identical either way
     quiet: bool = False  # no progress bars or info logs
     # --- benchmark
     bank: str = str(C.ROOT / "benchmark_bank")  # {dataset}/{scene}/{method}/frames/* (or a video per method)
@@ -71,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     p.add_argument("--checkpoint", help="checkpoint folder with config.json + model.pth (default: released v0.0.1)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch-size", type=int, default=0, help="frames per network call (default: 2 CPU, 16 CUDA)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: one per core; 1 is much faster on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
     b = p.add_argument_group("benchmark")
     b.add_argument("--bank", default=d.bank, help="benchmark bank folder (default: benchmark_bank/)")
@@ -92,8 +95,8 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     g.add_argument("--frames", type=int, default=d.frames, help=f"frames per clip (default {d.frames})")
     g.add_argument("--max-side", type=int, default=d.max_side, help=f"longer side of a clip, px (default {d.max_side})")
     a = p.parse_args(argv)
-    if a.batch_size < 0 or a.splits < 0 or a.frames < 1 or a.max_side < 1 or a.alpha <= 0:
-        p.error("--batch-size, --splits must be >= 0; --frames, --max-side, --alpha > 0")
+    if a.batch_size < 0 or a.threads < 0 or a.splits < 0 or a.frames < 1 or a.max_side < 1 or a.alpha <= 0:
+        p.error("--batch-size, --threads, --splits must be >= 0; --frames, --max-side, --alpha > 0")
     from models.degrade import DISTORTIONS
 
     distortions = [d for d in a.distortions.split(",") if d]
@@ -102,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
                 f"{','.join(DISTORTIONS)}")
     if a.inputs and not a.degrade:
         p.error("INPUT arguments are for --degrade; the benchmark reads --bank or --features")
-    return EvalConfig(a.name, a.checkpoint, a.device, a.batch_size, a.quiet, a.bank, a.labels, a.features,
+    return EvalConfig(a.name, a.checkpoint, a.device, a.batch_size, a.threads, a.quiet, a.bank, a.labels, a.features,
                       a.allow_missing, a.splits, a.seed, a.alpha, a.save_regressor, a.no_cache, a.degrade,
                       a.inputs or d.inputs, a.regressor, distortions, a.frames, a.max_side)
 
@@ -251,6 +254,10 @@ def run(cfg: EvalConfig) -> int:
     """One evaluate.py run; returns the process exit code."""
     from models.results import check_writable, write_json
 
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     out = C.RUNS_DIR / (cfg.name or f"{'degrade' if cfg.degrade else 'benchmark'}-{_model_label(cfg)}")
     try:
         check_writable(out)

@@ -55,6 +55,14 @@ def world(tmp_path_factory):
             "ckpt": make_checkpoint(root / "ckpt"), "ckpt_reg": make_checkpoint(root / "ckpt_reg", 1, True)}
 
 
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    """evaluate.py --threads sets torch's thread count: restore it for the other tests."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture()
 def run(world, tmp_path, monkeypatch, caplog):
     """evaluate.main with runs/ and .cache/ in tmp; returns (exit code, run folder, error lines)."""
@@ -63,7 +71,8 @@ def run(world, tmp_path, monkeypatch, caplog):
 
     def go(*args, name="r", bank=True):
         caplog.clear()
-        base = ["--labels", str(world["labels"]), "--name", name, "--quiet", "--device", "cpu"]
+        # one thread: bit-identical results, and far faster than two when the CI machine is busy
+        base = ["--labels", str(world["labels"]), "--name", name, "--quiet", "--device", "cpu", "--threads", "1"]
         if bank:
             base += ["--bank", str(world["bank"])]
         with caplog.at_level(logging.ERROR, logger="evaluate"):
