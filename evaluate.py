@@ -261,8 +261,9 @@ def run(cfg: EvalConfig) -> int:
     out = C.RUNS_DIR / (cfg.name or f"{'degrade' if cfg.degrade else 'benchmark'}-{_model_label(cfg)}")
     try:
         check_writable(out)
-        write_json(out / "config.json", asdict(cfg))
-        return run_degrade(cfg, out) if cfg.degrade else run_benchmark(cfg, out)
+        rc = run_degrade(cfg, out) if cfg.degrade else run_benchmark(cfg, out)
+        write_json(out / "config.json", asdict(cfg))  # last: a failed run leaves no half-written run folder
+        return rc
     except InputError as e:
         log.error("%s", e)
         return 2

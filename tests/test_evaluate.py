@@ -151,8 +151,8 @@ def test_bad_inputs_one_line_errors(world, run, tmp_path):
     np.savez(bad, **{"Giraffe+NeRF": np.zeros(8, np.float32)})
     rc, _, err = run("--features", bad, bank=False)
     assert rc == 2 and err[0].startswith(f"{bad}: 1 key(s) are not benchmark keys")
-    rc, _, err = run("--checkpoint", tmp_path / "nockpt")
-    assert rc == 2 and "checkpoint folder not found" in err[0]
+    rc, out, err = run("--checkpoint", tmp_path / "nockpt")
+    assert rc == 2 and "checkpoint folder not found" in err[0] and list(out.iterdir()) == []  # nothing written
 
 
 def _scores(folder):
