@@ -173,9 +173,9 @@ def run_benchmark(cfg: EvalConfig, out: Path) -> int:
                for k, p in zip(sorted(feats), preds, strict=True)], ["key", "split", "label", "prediction"])
     if summary:
         write_csv(out / "splits.csv", summary, list(summary[0]))
-    write_json(out / "results.json", stamp(
+    write_json(out / "results.json", bm.json_safe(stamp(
         config=asdict(cfg), labels=labels.source, missing=missing, scenes=main.scenes, datasets=main.datasets,
-        published=C.PUBLISHED_BENCHMARK, random_splits=summary, predictions=main.predictions, **provenance))
+        published=C.PUBLISHED_BENCHMARK, random_splits=summary, predictions=main.predictions, **provenance)))
     if cfg.save_regressor:
         _save_regressor(cfg, model, main.regressor, out)
     print(report)
@@ -207,6 +207,7 @@ def _save_regressor(cfg: EvalConfig, model, reg, out: Path) -> None:
 
 def run_degrade(cfg: EvalConfig, out: Path) -> int:
     """The degradation benchmark; returns the exit code."""
+    from models.benchmark import json_safe
     from models.checkpoints import load_regressor
     from models.degrade import plot_degradations, prepare_clip, run_degradations
     from models.frames import discover, open_sequence
@@ -241,9 +242,9 @@ def run_degrade(cfg: EvalConfig, out: Path) -> int:
     atomic_write_bytes(out / "degrade.md", f"# Degradation benchmark: {_model_label(cfg)}\n\n{text}\n".encode())
     write_csv(out / "degrade_scores.csv", rows, ["sequence", "distortion", "level", "param", "score", "seconds"])
     write_csv(out / "degrade_srcc.csv", srcc, cols)
-    write_json(out / "degrade.json", stamp(config=asdict(cfg), model=model.info, seconds=round(seconds, 2),
+    write_json(out / "degrade.json", json_safe(stamp(config=asdict(cfg), model=model.info, seconds=round(seconds, 2),
                                             cpus=os.cpu_count(), load_average=os.getloadavg(), srcc=srcc,
-                                            srcc_mean=mean, scores=rows))  # load: timings on a shared machine
+                                            srcc_mean=mean, scores=rows)))  # load: timings on a shared machine
     atomic_write_bytes(out / "degrade.png", plot_degradations(rows, srcc))
     print(text)
     print(f"wrote degrade.md, degrade_scores.csv, degrade_srcc.csv, degrade.json, degrade.png to {out}")

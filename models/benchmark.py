@@ -256,6 +256,17 @@ def summarize_splits(results: list[SplitResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every float NaN replaced by None, so that results files are strict JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 # --------------------------------------------------------------------------------------------- tables
 def markdown_report(
     main: SplitResult, published: dict[str, dict[str, float]], splits: list[dict[str, Any]] | None = None,

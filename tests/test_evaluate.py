@@ -138,7 +138,9 @@ def test_missing_sequences(world, run, tmp_path):
     rc, _, err = run("--features", part, bank=False)
     assert rc == 2 and "1 of 8 labelled sequences missing, e.g. ['da+s1+m3']" in err[0]
     rc, out, _ = run("--features", part, "--allow-missing", bank=False)
-    assert rc == 0 and _results(out)["missing"] == ["da+s1+m3"]
+    res = _results(out)
+    assert rc == 0 and res["missing"] == ["da+s1+m3"]
+    assert res["scenes"][0]["srcc"] is None and res["scenes"][0]["n_test"] == 1  # NaN written as strict-JSON null
     assert "> evaluated on 7 of 8 labelled sequences (4 train, 3 test); missing: da+s1+m3" in (
         out / "tables.md").read_text()
 
