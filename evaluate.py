@@ -229,6 +229,8 @@ def run_degrade(cfg: EvalConfig, out: Path) -> int:
         clip = prepare_clip(open_sequence(p, MIN_FRAME_SIZE), cfg.frames, cfg.max_side)
         if min(clip.shape[1:3]) < MIN_FRAME_SIZE:
             raise InputError(f"{p}: --max-side {cfg.max_side} makes frames smaller than {MIN_FRAME_SIZE} px; raise it")
+        if p.name in clips:
+            raise InputError(f"{p}: another input is also named {p.name}; rename one (results are keyed by name)")
         clips[p.name] = clip
     rows, srcc = run_degradations(lambda c: model.score(c, batch), clips, cfg.seed, not cfg.quiet, cfg.distortions)
     seconds = time.perf_counter() - t0

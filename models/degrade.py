@@ -140,18 +140,16 @@ def run_degradations(
     from tqdm import tqdm
 
     names = names or list(DISTORTIONS)
-
     n_levels = len(next(iter(DISTORTIONS.values()))[2])
     todo = [(s, d, lv) for s in clips for d in names for lv in range(1, n_levels + 1)]
     bar = tqdm(total=len(todo) + len(clips), desc="variants", unit="clip", disable=not progress)
     rows: list[dict[str, Any]] = []
-    clean: dict[str, float] = {}
     with bar:
         for s, clip in clips.items():
             t0 = time.perf_counter()
-            clean[s] = score(clip)
+            val = score(clip)
             bar.update()
-            rows += [{"sequence": s, "distortion": d, "level": 0, "param": "", "score": clean[s],
+            rows += [{"sequence": s, "distortion": d, "level": 0, "param": "", "score": val,
                       "seconds": round(time.perf_counter() - t0, 3)} for d in names]
         for s, d, lv in todo:
             t0 = time.perf_counter()
