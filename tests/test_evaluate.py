@@ -16,6 +16,7 @@ from scipy import stats
 import consts
 import evaluate
 from models import benchmark as bm
+from models.checkpoints import load_regressor
 from models.nvs_sqa import NVSSQA, ModelConfig, SequenceModel
 
 KEYS = [f"{d}+s1+m{i}" for d in ("da", "db") for i in range(4)]
@@ -111,6 +112,11 @@ def test_bank_run_files_cache_and_saved_regressor(world, run):
     rc, out2, _ = run("--features", out / "features.npz", "--splits", "3", name="f", bank=False)
     assert rc == 0 and _results(out2)["scenes"] == res["scenes"]
     assert (out2 / "tables.md").read_text().split("\n", 1)[1] == (out / "tables.md").read_text().split("\n", 1)[1]
+    # --save-regressor from features: regressor.json in app.py's format, giving the benchmark's predictions
+    rc, out3, _ = run("--features", out / "features.npz", "--save-regressor", name="fr", bank=False)
+    reg = load_regressor(out3 / "regressor.json")
+    assert rc == 0 and not (out3 / "checkpoint").exists() and reg.alpha == 1.0
+    assert float(reg.predict(feats[key][None])[0]) == res["predictions"][key]
 
 
 def test_feature_cache_reuse_and_invalidation(world, run, tmp_path):
