@@ -33,3 +33,14 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .cache checkpoints runs .pytest_cache .ruff_cache
+
+# --------------------------------------------------------------------------------------------- evaluate.py
+.PHONY: eval degrade
+
+## eval: benchmark tables (SRCC/PLCC/KRCC/RMSE) on benchmark_bank/ -> runs/benchmark-v0.0.1/ (needs the bank's frames)
+eval: setup
+	$(PY) evaluate.py --splits 100
+
+## degrade: graded-degradation benchmark of the released model on examples/ -> runs/degrade-v0.0.1/
+degrade: setup
+	$(PY) evaluate.py --degrade --threads 1

@@ -144,13 +144,9 @@ def run(cfg: AppConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if cfg.quiet else logging.INFO, format="%(levelname)s: %(message)s")
-    try:
-        return run(cfg)
-    except KeyboardInterrupt:
-        print("interrupted; nothing written", file=sys.stderr)
-        return 130
+    from models.cli import main as cli_main
+
+    return cli_main(parse_args, run, argv, interrupted="interrupted; nothing written")
 
 
 if __name__ == "__main__":
