@@ -33,3 +33,14 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .cache checkpoints runs .pytest_cache .ruff_cache
+
+## preprocess-plan: the full nerfstudio render plan (every command + GPU-hour estimate), runs nothing
+preprocess-plan: $(STAMP)
+	$(PY) preprocess.py --dry-run --plan-json runs/preprocess-plan.json
+
+## preprocess-check: parse every planned command with a real nerfstudio (NS_BIN=its bin/), runs no training
+preprocess-check: $(STAMP)
+	$(PY) preprocess.py --check-cli --ns-bin $(NS_BIN) --device cuda --include-skipped --download \
+		--plan-json benchmarks/preprocess_cli_check.json
+
+.PHONY: preprocess-plan preprocess-check
