@@ -200,7 +200,7 @@ def run(cfg: PreprocessConfig) -> int:
         return 2
 
     run_dir = RUNS_DIR / (cfg.run_name or f"preprocess-{_dt.datetime.now(_dt.UTC):%Y%m%d-%H%M%S}")
-    context = stamp(nerfstudio=env.version, nerfstudio_python=env.python)
+    context = stamp(nerfstudio=env.version, nerfstudio_torch=env.torch, nerfstudio_python=env.python)
     try:
         with exclusive(layout.renders, "preprocess.py"):
             write_json(run_dir / "config.json", {**context, "config": asdict(cfg), "device": device})

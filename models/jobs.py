@@ -168,30 +168,36 @@ class _Interrupted(Exception):
 
 
 def run_jobs(jobs: Sequence[Job], context: dict[str, Any], force: bool = False,
-             on_result: Callable[[JobResult], None] | None = None) -> tuple[list[JobResult], bool]:
-    """Run ``jobs`` in order. Returns (one result per job, whether the run was interrupted)."""
+             progress: bool = True) -> tuple[list[JobResult], bool]:
+    """Run ``jobs`` in order (a tqdm bar over jobs; each job's own output goes to its log).
+    Returns (one result per job, whether the run was interrupted)."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     results: list[JobResult] = []
     interrupted = False
-    for i, job in enumerate(jobs):
-        if interrupted:
-            results.append(JobResult(job.name, NOT_RUN))
-            continue
-        if job.skip:
-            res = JobResult(job.name, SKIPPED, note=job.skip)
-        elif not force and (marker := job.done()) is not None:
-            res = JobResult(job.name, ALREADY, {k: float(v) for k, v in marker.get("durations", {}).items()},
-                            marker.get("frames"), "finished earlier")
-        else:
-            log.info("[%d/%d] %s (log: %s)", i + 1, len(jobs), job.name, job.log)
-            try:
-                res = run_job(job, context)
-            except _Interrupted as e:
-                res, interrupted = e.result, True
-            if res.status == FAILED:
-                log.error("%s: %s", job.name, res.note)
-        results.append(res)
-        if on_result:
-            on_result(res)
+    with logging_redirect_tqdm(), tqdm(jobs, unit="job", disable=not progress, dynamic_ncols=True) as bar:
+        for job in bar:
+            bar.set_postfix_str(job.name)
+            if interrupted:
+                results.append(JobResult(job.name, NOT_RUN))
+                continue
+            if job.skip:
+                res = JobResult(job.name, SKIPPED, note=job.skip)
+            elif not force and (marker := job.done()) is not None:
+                res = JobResult(job.name, ALREADY, {k: float(v) for k, v in marker.get("durations", {}).items()},
+                                marker.get("frames"), "finished earlier")
+            else:
+                log.info("%s: running (log: %s)", job.name, job.log)
+                try:
+                    res = run_job(job, context)
+                except _Interrupted as e:
+                    res, interrupted = e.result, True
+                if res.status == FAILED:
+                    log.error("%s: %s", job.name, res.note)
+                else:
+                    log.info("%s: %s in %.1f s", job.name, res.status, sum(res.durations.values()))
+            results.append(res)
     return results, interrupted
 
 

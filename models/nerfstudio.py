@@ -40,9 +40,9 @@ FRAME_RE = re.compile(r"^\d{5}\.png$")  # ns-render's zero-padded frame names
 PROBE_TIMEOUT_S = 180
 _PROBE = (
     "import importlib.metadata as m, json\n"
-    "try:\n    import torch; cuda = bool(torch.cuda.is_available())\n"
-    "except Exception:\n    cuda = None\n"
-    "print(json.dumps({'nerfstudio': m.version('nerfstudio'), 'cuda': cuda}))"
+    "try:\n    import torch; cuda, tv = bool(torch.cuda.is_available()), torch.__version__\n"
+    "except Exception:\n    cuda, tv = None, 'unknown'\n"
+    "print(json.dumps({'nerfstudio': m.version('nerfstudio'), 'cuda': cuda, 'torch': tv}))"
 )
 
 
@@ -90,6 +90,7 @@ class NsEnv:
     python: str | None  # its interpreter (to ask for the nerfstudio version and CUDA)
     version: str  # "unknown" when it could not be asked
     cuda: bool | None  # None: unknown
+    torch: str = "unknown"  # nerfstudio's torch (not ours)
 
     def cmd(self, tool: str) -> str:
         return self.tools.get(tool) or tool
@@ -129,18 +130,18 @@ def probe(ns_bin: Path | None) -> NsEnv:
     """Find nerfstudio's commands and ask its Python for the nerfstudio version and whether CUDA works."""
     tools = find_tools(ns_bin)
     python = _interpreter(tools["ns-train"]) if tools["ns-train"] else None
-    version, cuda = "unknown", None
+    version, cuda, torch = "unknown", None, "unknown"
     if python:
         try:
             out = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
                                  stdin=subprocess.DEVNULL)  # fmt: skip
             facts = json.loads(out.stdout.strip().splitlines()[-1])
-            version, cuda = str(facts["nerfstudio"]), facts["cuda"]
+            version, cuda, torch = str(facts["nerfstudio"]), facts["cuda"], str(facts.get("torch", "unknown"))
         except (OSError, subprocess.TimeoutExpired, ValueError, IndexError, KeyError, TypeError):
             log.warning("could not ask %s for the nerfstudio version / CUDA; recorded as unknown", python)
     if cuda is None and shutil.which("nvidia-smi"):
         cuda = subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
-    return NsEnv(tools, python, version, cuda)
+    return NsEnv(tools, python, version, cuda, torch)
 
 
 # --------------------------------------------------------------------------------------------- commands

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -232,11 +231,24 @@ def _start_and_hang(ns, hang_job_method: str) -> tuple[subprocess.Popen, Path]:
             "--ns-bin", str(ns.bin), "--run-name", "pytest-preprocess-kill"]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ns.tmp, env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not flag.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
         time.sleep(0.05)
     return proc, flag
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (the test started preprocess.py as a session leader)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid and "Z" not in (entry / "stat").read_text().split()[2]:
+                    out.append(int(entry.name))
+            except (ProcessLookupError, PermissionError, FileNotFoundError):
+                pass
+    return out
 
 
 def test_resume_after_kill_half_way(ns):
@@ -260,8 +272,10 @@ def test_sigterm_stops_the_child_and_exits_130(ns):
     out = proc.communicate(timeout=20)[0].decode()
     assert proc.returncode == 130, out
     assert "interrupted" in out
-    ps = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
-    assert ps.stdout.strip() == "", "the hanging ns-render was left running"
+    left = _session_members(proc.pid)
+    for pid in left:  # do not leave a sleeping fake behind when the assertion fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "the hanging ns-render was left running"
 
 
 # --------------------------------------------------------------------------------------------- before running
@@ -281,14 +295,23 @@ def test_dry_run_prints_every_command_and_runs_nothing(ns, capsys):
 
 def test_dry_run_on_a_fresh_clone_shows_the_full_plan(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no nerfstudio anywhere
-    out = subprocess.run([sys.executable, str(ROOT / "preprocess.py"), "--dry-run", "--plan-json",
-                          str(tmp_path / "plan.json")], cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run([sys.executable, str(ROOT / "preprocess.py"), "--dry-run"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "nerfstudio: not found" in out.stdout and "[136/136] vegetation__nerfacto-huge: to run" in out.stdout
-    assert f"ns-train kplanes --data {shlex.quote('datasets/nerfstudio/Egypt')}" in out.stdout
-    planned = json.loads((tmp_path / "plan.json").read_text())
+    assert "\n    ns-train kplanes --data datasets/nerfstudio/Egypt --output-dir outputs" in out.stdout
+    assert "total             115                        80.5" in out.stdout
+
+
+def test_plan_json_estimate(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    cfg = preprocess.PreprocessConfig(datasets=str(tmp_path / "d"), outputs=str(tmp_path / "o"),
+                                      renders=str(tmp_path / "r"), dry_run=True, plan_json=str(tmp_path / "p.json"))
+    assert preprocess.run(cfg) == 0
+    planned = json.loads((tmp_path / "p.json").read_text())
     assert planned["estimate"][-1] == {"method": "total", "jobs": 115, "GPU hours": 80.5}
-    assert len(planned["problems"]) == 3  # ns-train, ns-render, captures
+    assert {r["method"]: r["GPU hours"] for r in planned["estimate"]}["nerfacto-huge"] == 42.0  # 14 scenes x 3 h
+    assert len(planned["jobs"]) == 136 and len(planned["problems"]) == 3  # ns-train, ns-render, captures
 
 
 def test_error_missing_nerfstudio(ns, caplog, tmp_path):
