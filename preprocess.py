@@ -204,7 +204,7 @@ def run(cfg: PreprocessConfig) -> int:
     try:
         with exclusive(layout.renders, "preprocess.py"):
             write_json(run_dir / "config.json", {**context, "config": asdict(cfg), "device": device})
-            results, interrupted = run_jobs(jobs, context, cfg.force)
+            results, interrupted = run_jobs(jobs, context, cfg.force, env=env.child_env())
     except InputError as e:
         log.error("%s", e)
         return 2

@@ -19,7 +19,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,10 +99,10 @@ def now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def _run_command(argv: Sequence[str], logf: Any) -> int:
+def _run_command(argv: Sequence[str], logf: Any, env: Mapping[str, str] | None = None) -> int:
     """Run one command with its output appended to ``logf``; on Ctrl-C/SIGTERM stop it before re-raising."""
     logf.flush()
-    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env)
     try:
         return proc.wait()
     except BaseException:  # KeyboardInterrupt (or SIGTERM turned into one): never leave an orphan training run
@@ -115,9 +115,10 @@ def _run_command(argv: Sequence[str], logf: Any) -> int:
         raise
 
 
-def run_job(job: Job, context: dict[str, Any]) -> JobResult:
+def run_job(job: Job, context: dict[str, Any], env: Mapping[str, str] | None = None) -> JobResult:
     """Clean what an earlier attempt left, run the steps (logging each), then ``job.finish``; never raises
-    ``JobError`` (it becomes a failed result). ``context`` (tool versions, ...) goes into the marker."""
+    ``JobError`` (it becomes a failed result). ``context`` (tool versions, ...) goes into the marker; ``env`` is
+    the commands' environment (default: ours)."""
     stale = [p for p in job.clean if remove(p)]
     job.log.parent.mkdir(parents=True, exist_ok=True)
     if job.log.exists():
@@ -134,7 +135,7 @@ def run_job(job: Job, context: dict[str, Any]) -> JobResult:
                 logf.write(f"\n# step {step.name}: {step.show()}\n")
                 t0 = time.monotonic()
                 if step.argv:
-                    rc = _run_command(step.argv, logf)
+                    rc = _run_command(step.argv, logf, env)
                     if rc != 0:
                         raise JobError(f"{step.name} failed (exit code {rc}); see {job.log}")
                 else:
@@ -167,8 +168,8 @@ class _Interrupted(Exception):
         self.result = result
 
 
-def run_jobs(jobs: Sequence[Job], context: dict[str, Any], force: bool = False,
-             progress: bool = True) -> tuple[list[JobResult], bool]:
+def run_jobs(jobs: Sequence[Job], context: dict[str, Any], force: bool = False, progress: bool = True,
+             env: Mapping[str, str] | None = None) -> tuple[list[JobResult], bool]:
     """Run ``jobs`` in order (a tqdm bar over jobs; each job's own output goes to its log).
     Returns (one result per job, whether the run was interrupted)."""
     from tqdm import tqdm
@@ -190,7 +191,7 @@ def run_jobs(jobs: Sequence[Job], context: dict[str, Any], force: bool = False,
             else:
                 log.info("%s: running (log: %s)", job.name, job.log)
                 try:
-                    res = run_job(job, context)
+                    res = run_job(job, context, env)
                 except _Interrupted as e:
                     res, interrupted = e.result, True
                 if res.status == FAILED:

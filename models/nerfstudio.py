@@ -91,6 +91,11 @@ class NsEnv:
     version: str  # "unknown" when it could not be asked
     cuda: bool | None  # None: unknown
     torch: str = "unknown"  # nerfstudio's torch (not ours)
+    path: str = ""  # PATH of the commands: --ns-bin first, as if its environment were activated
+    ffmpeg: str | None = None  # ns-render refuses to start without it
+
+    def child_env(self) -> dict[str, str]:
+        return {**os.environ, "PATH": self.path} if self.path else dict(os.environ)
 
     def cmd(self, tool: str) -> str:
         return self.tools.get(tool) or tool
@@ -141,7 +146,8 @@ def probe(ns_bin: Path | None) -> NsEnv:
             log.warning("could not ask %s for the nerfstudio version / CUDA; recorded as unknown", python)
     if cuda is None and shutil.which("nvidia-smi"):
         cuda = subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
-    return NsEnv(tools, python, version, cuda, torch)
+    path = os.pathsep.join([str(ns_bin), os.environ.get("PATH", "")]) if ns_bin else os.environ.get("PATH", "")
+    return NsEnv(tools, python, version, cuda, torch, path, shutil.which("ffmpeg", path=path))
 
 
 # --------------------------------------------------------------------------------------------- commands
@@ -285,6 +291,9 @@ def problems(jobs: Sequence[Job], layout: Layout, env: NsEnv, device: str, downl
     todo = [j for j in jobs if not j.skip and "method" in j.info and (force or j.done() is None)]
     out = [f"{tool} not found: {NS_INSTALL_HINT}"
            for tool in ("ns-train", "ns-render") if todo and not env.tools.get(tool)]  # fmt: skip
+    if todo and env.tools.get("ns-render") and not env.ffmpeg:
+        out.append("ffmpeg not found: ns-render refuses to start without it; `apt-get install ffmpeg` (or "
+                   "`conda install ffmpeg` in nerfstudio's environment)")
     missing = [s for s in dict.fromkeys(j.info["scene"] for j in todo) if not layout.has_capture(s)]
     if missing and download and not env.tools.get("ns-download-data"):
         out.append(f"ns-download-data not found (needed by --download): {NS_INSTALL_HINT}")

@@ -60,7 +60,9 @@ print("training finished")
 FAKE_RENDER = FAKE_COMMON + """
 import numpy as np
 from PIL import Image
+import shutil
 record("ns-render")
+assert shutil.which("ffmpeg"), "ns-render needs ffmpeg on its PATH"  # as nerfstudio's check_ffmpeg_installed
 assert sys.argv[1] == "interpolate", sys.argv
 o = options(sys.argv[2:])
 assert Path(o["--load-config"]).is_file(), o["--load-config"]
@@ -100,6 +102,8 @@ def ns(tmp_path, monkeypatch):
     for name, body in (("ns-train", FAKE_TRAIN), ("ns-render", FAKE_RENDER), ("ns-download-data", FAKE_DOWNLOAD)):
         _write_exe(bin_dir / name, f"#!{sys.executable}\n{body}")
     _write_exe(bin_dir / "python", FAKE_PYTHON)
+    _write_exe(bin_dir / "ffmpeg", "#!/bin/sh\n")  # ns-render needs one on its PATH; --ns-bin comes first there
+    monkeypatch.setenv("PATH", os.pathsep.join([str(tmp_path / "no-tools"), "/usr/bin", "/bin"]))
     capture = tmp_path / "datasets" / "nerfstudio" / "poster"
     capture.mkdir(parents=True)
     (capture / "transforms.json").write_text("{}")
@@ -324,6 +328,15 @@ def test_error_missing_nerfstudio(ns, caplog, tmp_path):
     ns.cfg.ns_bin = str(tmp_path / "nope")
     assert preprocess.run(ns.cfg) == 2
     assert "no such folder" in caplog.text
+    assert ns.calls() == []
+
+
+def test_error_missing_ffmpeg(ns, caplog, monkeypatch):
+    (ns.bin / "ffmpeg").unlink()
+    monkeypatch.setenv("PATH", str(ns.tmp / "no-tools"))  # no system ffmpeg either
+    with caplog.at_level(logging.ERROR):
+        assert preprocess.run(ns.cfg) == 2
+    assert "ffmpeg not found: ns-render refuses to start without it" in caplog.text
     assert ns.calls() == []
 
 
