@@ -24,7 +24,7 @@ from consts import DATASETS_DIR, NS_METHODS, NS_OUTPUTS_DIR, RENDERS_DIR, RUNS_D
 from models.frames import InputError
 from models.jobs import ALREADY, FAILED, INTERRUPTED, SKIPPED, Job, exclusive, run_jobs
 from models.nerfstudio import Layout, NsEnv, plan, probe, problems
-from models.results import stamp, table, write_json
+from models.results import check_writable, stamp, table, write_json
 
 log = logging.getLogger("preprocess")
 
@@ -202,6 +202,7 @@ def run(cfg: PreprocessConfig) -> int:
     run_dir = RUNS_DIR / (cfg.run_name or f"preprocess-{_dt.datetime.now(_dt.UTC):%Y%m%d-%H%M%S}")
     context = stamp(nerfstudio=env.version, nerfstudio_torch=env.torch, nerfstudio_python=env.python)
     try:
+        check_writable(layout.renders)
         with exclusive(layout.renders, "preprocess.py"):
             write_json(run_dir / "config.json", {**context, "config": asdict(cfg), "device": device})
             results, interrupted = run_jobs(jobs, context, cfg.force, env=env.child_env())

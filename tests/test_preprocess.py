@@ -369,6 +369,14 @@ def test_error_cuda_methods_without_cuda(ns, caplog, monkeypatch):
     assert ns.calls()[0][-3:] == ["--machine.device-type", "cpu", "nerfstudio-data"]
 
 
+def test_error_renders_not_writable(ns, caplog):
+    (ns.tmp / "a-file").write_text("")
+    ns.cfg.renders = str(ns.tmp / "a-file" / "renders")
+    with caplog.at_level(logging.ERROR):
+        assert preprocess.run(ns.cfg) == 2
+    assert "a-file/renders: cannot write results here" in caplog.text and ns.calls() == []
+
+
 def test_error_second_run_on_the_same_renders(ns, caplog):
     with exclusive(ns.renders, "preprocess.py"), caplog.at_level(logging.ERROR):
         assert preprocess.run(ns.cfg) == 2
