@@ -23,7 +23,7 @@ from pathlib import Path
 from consts import DATASETS_DIR, NS_METHODS, NS_OUTPUTS_DIR, RENDERS_DIR, RUNS_DIR, TRAIN_METHODS, TRAIN_SCENES
 from models.frames import InputError
 from models.jobs import ALREADY, FAILED, INTERRUPTED, SKIPPED, Job, exclusive, run_jobs
-from models.nerfstudio import Layout, NsEnv, plan, probe, problems
+from models.nerfstudio import COMMAND_ENV, Layout, NsEnv, plan, probe, problems
 from models.results import check_writable, stamp, table, write_json
 
 log = logging.getLogger("preprocess")
@@ -200,7 +200,8 @@ def run(cfg: PreprocessConfig) -> int:
         return 2
 
     run_dir = RUNS_DIR / (cfg.run_name or f"preprocess-{_dt.datetime.now(_dt.UTC):%Y%m%d-%H%M%S}")
-    context = stamp(nerfstudio=env.version, nerfstudio_torch=env.torch, nerfstudio_python=env.python)
+    context = stamp(nerfstudio=env.version, nerfstudio_torch=env.torch, nerfstudio_python=env.python,
+                    command_env=COMMAND_ENV)
     try:
         check_writable(layout.renders)
         with exclusive(layout.renders, "preprocess.py"):

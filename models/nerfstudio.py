@@ -38,6 +38,10 @@ TIMESTAMP = "preprocess"  # ns-train --timestamp: a fixed run folder, so the con
 TOOLS = ("ns-train", "ns-render", "ns-download-data")
 FRAME_RE = re.compile(r"^\d{5}\.png$")  # ns-render's zero-padded frame names
 PROBE_TIMEOUT_S = 180
+# nerfstudio 1.1.5 loads its own checkpoints with a bare torch.load, which torch >= 2.6 refuses (weights_only
+# became the default): ns-render fails on every run. These files are written by the ns-train run just before,
+# so they are trusted; torch's documented switch restores the old default for nerfstudio's processes only.
+COMMAND_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 _PROBE = (
     "import importlib.metadata as m, json\n"
     "try:\n    import torch; cuda, tv = bool(torch.cuda.is_available()), torch.__version__\n"
@@ -95,7 +99,8 @@ class NsEnv:
     ffmpeg: str | None = None  # ns-render refuses to start without it
 
     def child_env(self) -> dict[str, str]:
-        return {**os.environ, "PATH": self.path} if self.path else dict(os.environ)
+        """The commands' environment: ours, PATH with --ns-bin first, and COMMAND_ENV."""
+        return {**os.environ, **({"PATH": self.path} if self.path else {}), **COMMAND_ENV}
 
     def cmd(self, tool: str) -> str:
         return self.tools.get(tool) or tool

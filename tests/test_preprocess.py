@@ -63,6 +63,7 @@ from PIL import Image
 import shutil
 record("ns-render")
 assert shutil.which("ffmpeg"), "ns-render needs ffmpeg on its PATH"  # as nerfstudio's check_ffmpeg_installed
+assert os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD") == "1"  # else nerfstudio 1.1.5 cannot load its ckpt
 assert sys.argv[1] == "interpolate", sys.argv
 o = options(sys.argv[2:])
 assert Path(o["--load-config"]).is_file(), o["--load-config"]
