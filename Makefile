@@ -44,3 +44,15 @@ eval: setup
 ## degrade: graded-degradation benchmark of the released model on examples/ -> runs/degrade-v0.0.1/
 degrade: setup
 	$(PY) evaluate.py --degrade --threads 1
+
+# --------------------------------------------------------------------------------------------- preprocess.py
+## preprocess-plan: the full nerfstudio render plan (every command + GPU-hour estimate), runs nothing
+preprocess-plan: $(STAMP)
+	$(PY) preprocess.py --dry-run --plan-json runs/preprocess-plan.json
+
+## preprocess-check: parse every planned command with a real nerfstudio (NS_BIN=its bin/), runs no training
+preprocess-check: $(STAMP)
+	$(PY) preprocess.py --check-cli --ns-bin $(NS_BIN) --device cuda --include-skipped --download \
+		--plan-json benchmarks/preprocess_cli_check.json
+
+.PHONY: preprocess-plan preprocess-check

@@ -119,3 +119,41 @@ SKIPPED_PAIRS: Final = frozenset(
     {(s, m) for s in TRAIN_SCENES[:6] for m in ("splatfacto", "nerfacto", "tensorf")}
     | {(s, "nerfacto-huge") for s in ("campanile", "desolation", "dozer")}
 )
+
+# --------------------------------------------------------------------------------------------- preprocess (nerfstudio)
+DATASETS_DIR: Final = ROOT / "datasets"  # nerfstudio captures at datasets/nerfstudio/{scene} (ns-download-data)
+NS_OUTPUTS_DIR: Final = ROOT / "outputs"  # ns-train runs: outputs/{scene}/{method}/preprocess/config.yml
+RENDERS_DIR: Final = ROOT / "renders"  # renders/{scene}__{method}/00000.png… (the unlabelled training set)
+RENDER_FPS: Final = 30  # ns-render --frame-rate, and the frame rate of the mp4 we write
+NS_INSTALL_HINT: Final = (
+    "install nerfstudio in its own CUDA environment (README, section Preprocess: `pip install nerfstudio==1.1.5 "
+    "kplanes-nerfstudio==0.5.2`) and put its bin/ on PATH or pass --ns-bin DIR"
+)
+
+
+@dataclass(frozen=True)
+class NsMethod:
+    """How one of TRAIN_METHODS is trained by nerfstudio (``ns-train <ns_method> <args>``)."""
+
+    ns_method: str  # the ns-train subcommand
+    args: tuple[str, ...] = ()  # extra ns-train arguments (the kplanes-N far planes)
+    needs_cuda: bool = False  # CUDA-only kernels (gsplat, nerfacc): cannot be trained on the CPU at all
+    gpu_minutes: float = 0.0  # reported cost per scene on one GPU (spec, section Preprocess)
+
+
+def _kplanes(far: int) -> NsMethod:
+    return NsMethod("kplanes", ("--pipeline.model.near-plane", "0", "--pipeline.model.far-plane", str(far)),
+                    gpu_minutes=30)
+
+
+NS_METHODS: Final = {
+    "splatfacto": NsMethod("splatfacto", needs_cuda=True, gpu_minutes=5),
+    "nerfacto": NsMethod("nerfacto", gpu_minutes=15),
+    "tensorf": NsMethod("tensorf", gpu_minutes=20),
+    "instant-ngp": NsMethod("instant-ngp", needs_cuda=True, gpu_minutes=20),
+    "kplanes-20": _kplanes(20),
+    "kplanes-100": _kplanes(100),
+    "kplanes-1000": _kplanes(1000),
+    "nerfacto-huge": NsMethod("nerfacto-huge", gpu_minutes=180),
+}
+assert set(NS_METHODS) == set(TRAIN_METHODS)
