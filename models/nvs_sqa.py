@@ -191,7 +191,7 @@ def min_frame_size() -> int:
     while True:
         a = (s - 5) // 2 + 1
         b = (a - 3) // 2 + 1
-        if b // 8 >= 1 and b // 4 >= 2:  # branch 2 / pool_3 inputs, reflect pad of 1 needs ≥ 2 px
+        if b // 8 >= 2:  # low-level branch 2 convolves a b//4//2 map: its reflect pad of 1 needs ≥ 2 px
             return s
         s += 1
 
