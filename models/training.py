@@ -281,60 +281,68 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
             metrics.flush()
         dist.barrier()
 
+    def end_of_epoch(done: int) -> None:
+        """Validation, plot and the kept checkpoint after ``done`` epochs (main process)."""
+        losses = [r["loss"] for r in metrics.rows if r["kind"] == "step" and r["epoch"] == done - 1]
+        row = {"kind": "val", "step": step, "epoch": done, "train_loss": float(np.mean(losses))}
+        if val:
+            cos, tg = validate(model, val, device)
+            row["corr"] = correlations(cos, tg, TARGETS)
+            shown = {k: v["pearson"] and round(v["pearson"], 3) for k, v in row["corr"].items()}
+            log.info("epoch %d: train loss %.4f, validation Pearson %s", done, row["train_loss"], shown)
+        metrics.add(row)
+        if val:
+            plot_validation(metrics.rows, run_dir / "val_correlation.png", TARGETS)
+        if done % cfg.save_every == 0 or done == cfg.epochs:
+            write_encoder(run_dir / f"epoch_{done:04d}", model_config.to_dict(), model.encoder.state_dict())
+
     bar = None
     if dist.main:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, desc=run_dir.name, unit="step")
-    for epoch in range(start_epoch, cfg.epochs):
-        batches = epoch_batches(cfg, per_epoch, epoch)[step - epoch * steps_per_epoch:]
-        share = cfg.batch_size // dist.world
-        mine = [b[dist.rank * share:(dist.rank + 1) * share] for b in batches]
+    # One loader for all remaining epochs: workers keep preparing pairs across epoch ends (validation, saving).
+    share = cfg.batch_size // dist.world
+    todo = [b[dist.rank * share:(dist.rank + 1) * share]
+            for e in range(start_epoch, cfg.epochs) for b in epoch_batches(cfg, per_epoch, e)]
+    todo = todo[step - start_epoch * steps_per_epoch:]
+    t_wait = time.perf_counter()
+    for batch in _loader(ds, todo, cfg.workers, cfg.seed):
+        epoch = step // steps_per_epoch
+        data_s = time.perf_counter() - t_wait
+        t0 = time.perf_counter()
+        with torch.autocast(device.type, enabled=amp):
+            p1, p2 = ddp([(b["seq1"].to(device), b["seq2"].to(device)) for b in batch])
+        targets = torch.stack([b["targets"] for b in batch], 1).to(device)
+        per_head = head_losses(p1, p2, targets)
+        loss = (per_head * weights).sum()
+        t1 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        t2 = time.perf_counter()
+        step += 1
+        per_head = per_head.detach()
+        if dist.world > 1:  # log the mean over processes
+            torch.distributed.all_reduce(per_head, op=torch.distributed.ReduceOp.AVG)
+        row = {"kind": "step", "step": step, "epoch": epoch, "loss": float((per_head * weights).sum()),
+               "head_loss": {n: (float(per_head[k]) if needed[k] else None) for k, n in enumerate(TARGETS)},
+               "pairs": len(batch) * dist.world, "data_s": data_s, "forward_s": t1 - t0, "backward_s": t2 - t1,
+               "worker_s": {k: sum(b["timings"].get(k, 0.0) for b in batch) for k in ("load", *TARGETS)}}
+        metrics.add(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", data=f"{data_s:.2f}s")
+        if cfg.stop_after_steps and step == cfg.stop_after_steps:
+            save(epoch)
+            log.info("stopped at step %d as asked (--stop-after-steps); continue with --resume %s", step, run_dir)
+            return run_dir
+        if step % steps_per_epoch == 0:
+            if dist.main:
+                end_of_epoch(epoch + 1)
+            save(epoch + 1)
         t_wait = time.perf_counter()
-        for batch in _loader(ds, mine, cfg.workers, cfg.seed + epoch):
-            data_s = time.perf_counter() - t_wait
-            t0 = time.perf_counter()
-            with torch.autocast(device.type, enabled=amp):
-                p1, p2 = ddp([(b["seq1"].to(device), b["seq2"].to(device)) for b in batch])
-            targets = torch.stack([b["targets"] for b in batch], 1).to(device)
-            per_head = head_losses(p1, p2, targets)
-            loss = (per_head * weights).sum()
-            t1 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            t2 = time.perf_counter()
-            step += 1
-            if dist.world > 1:  # log the mean over processes
-                torch.distributed.all_reduce(per_head.detach_(), op=torch.distributed.ReduceOp.AVG)
-            row = {"kind": "step", "step": step, "epoch": epoch, "loss": float((per_head * weights).sum().detach()),
-                   "head_loss": {n: (float(per_head[k]) if needed[k] else None) for k, n in enumerate(TARGETS)},
-                   "pairs": len(batch) * dist.world, "data_s": data_s, "forward_s": t1 - t0, "backward_s": t2 - t1,
-                   "worker_s": {k: sum(b["timings"].get(k, 0.0) for b in batch) for k in ("load", *TARGETS)}}
-            metrics.add(row)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", data=f"{data_s:.2f}s")
-            if cfg.stop_after_steps and step == cfg.stop_after_steps:
-                save(epoch)
-                log.info("stopped at step %d as asked (--stop-after-steps); continue with --resume %s", step, run_dir)
-                return run_dir
-            t_wait = time.perf_counter()
-        if dist.main:
-            losses = [r["loss"] for r in metrics.rows if r["kind"] == "step" and r["epoch"] == epoch]
-            row = {"kind": "val", "step": step, "epoch": epoch + 1, "train_loss": float(np.mean(losses))}
-            if val:
-                cos, tg = validate(model, val, device)
-                row["corr"] = correlations(cos, tg, TARGETS)
-            metrics.add(row)
-            shown = {k: v["pearson"] and round(v["pearson"], 3) for k, v in row.get("corr", {}).items()}
-            log.info("epoch %d: train loss %.4f, validation Pearson %s", epoch + 1, row["train_loss"], shown)
-            if val:
-                plot_validation(metrics.rows, run_dir / "val_correlation.png", TARGETS)
-            if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
-                write_encoder(run_dir / f"epoch_{epoch + 1:04d}", model_config.to_dict(), model.encoder.state_dict())
-        save(epoch + 1)
     if bar is not None:
         bar.close()
     if dist.world > 1:
