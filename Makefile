@@ -39,10 +39,8 @@ clean:
 DEMO_RUN := runs/train-demo
 
 ## demo-renders: the two example sequences laid out as a tiny training set (symlinks in the git-ignored renders/)
-demo-renders:
-	mkdir -p renders
-	ln -sfn ../examples/Giraffe+NeRF renders/Giraffe__NeRF
-	ln -sfn ../examples/Giraffe+IBRNet-C renders/Giraffe__IBRNet-C
+demo-renders: $(STAMP)
+	$(PY) -c "from models.pairs import link_example_renders; link_example_renders('renders')"
 
 ## train-demo: cpu-smoke training on the examples (a few minutes on 2 CPU cores), then the degradation benchmark
 train-demo: setup demo-renders

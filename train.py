@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from models.frames import InputError
-from models.pairs import PairConfig
+from models.pairs import PairConfig, link_example_renders
 from models.training import PRESETS, TrainConfig, make_config, train
 
 log = logging.getLogger("train")
 # What may change when resuming (everything else would make the continuation differ from the original run).
 RESUMABLE = {"epochs", "workers", "device", "threads", "stop_after_steps", "save_every", "val_pairs"}
 NOT_FLAGS = {"pairs", "preset"}
+DEFAULT_RENDERS = TrainConfig().renders
 
 
 def _add(p: argparse.ArgumentParser, name: str, default: Any, help: str) -> None:  # noqa: A002
@@ -79,6 +80,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
 
 def run(cfg: TrainConfig, resume: str | None = None) -> int:
     """Train; returns the process exit code."""
+    if not resume and cfg.preset == "cpu-smoke" and cfg.renders == DEFAULT_RENDERS and not Path(cfg.renders).exists():
+        log.info("no %s/ here: using the two example sequences as a tiny training set (%s/Giraffe__*)",
+                 cfg.renders, cfg.renders)
+        link_example_renders(cfg.renders)
     try:
         run_dir = train(cfg, resume)
     except InputError as e:

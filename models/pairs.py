@@ -87,6 +87,20 @@ def scan_renders(root: str | Path, min_size: int = 1) -> list[Scene]:
     return scenes
 
 
+def link_example_renders(root: str | Path) -> Path:
+    """Lay out the two example sequences (one camera path, two methods) as ``root/Giraffe__NeRF`` and
+    ``root/Giraffe__IBRNet-C`` symlinks: a real, tiny training set for the cpu-smoke preset."""
+    from consts import EXAMPLES_DIR
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for method in ("NeRF", "IBRNet-C"):
+        link = root / f"Giraffe{SEP}{method}"
+        if not link.exists():
+            link.symlink_to((EXAMPLES_DIR / f"Giraffe+{method}").resolve(), target_is_directory=True)
+    return root
+
+
 # --------------------------------------------------------------------------------------------- sampling
 @dataclass
 class PairConfig:

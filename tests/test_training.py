@@ -243,3 +243,20 @@ def test_ddp_gloo_two_processes(tmp_path, renders):
     assert [r["pairs"] for r in rows if r["kind"] == "step"] == [4, 4]
     rel = _state(tmp_path / "run")
     assert all(torch.equal(rel[k], s0["encoder." + k]) for k in rel)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    from models.nvs_sqa import ModelConfig
+    from models.training import ContrastiveModel, head_losses
+
+    g = torch.Generator().manual_seed(0)
+    pairs = [tuple((torch.rand(1, 3, 69, 69, generator=g) * 255).to(torch.uint8) for _ in range(2)) for _ in range(2)]
+    targets = torch.rand(5, 2, generator=g) * 2 - 1
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = ContrastiveModel(ModelConfig(), grad_checkpoint=ckpt)
+        torch.manual_seed(1)  # same dropout masks
+        head_losses(*model(pairs), targets).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert all(torch.allclose(grads[0][n], grads[1][n], rtol=1e-5, atol=1e-7) for n in grads[0])
