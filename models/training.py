@@ -334,14 +334,15 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.4f}", data=f"{data_s:.2f}s")
-        if cfg.stop_after_steps and step == cfg.stop_after_steps:
-            save(epoch)
+        at_end = step % steps_per_epoch == 0
+        if at_end and dist.main:
+            end_of_epoch(epoch + 1)
+        stop = bool(cfg.stop_after_steps) and step == cfg.stop_after_steps
+        if at_end or stop:
+            save(epoch + 1 if at_end else epoch)
+        if stop:
             log.info("stopped at step %d as asked (--stop-after-steps); continue with --resume %s", step, run_dir)
             return run_dir
-        if step % steps_per_epoch == 0:
-            if dist.main:
-                end_of_epoch(epoch + 1)
-            save(epoch + 1)
         t_wait = time.perf_counter()
     if bar is not None:
         bar.close()
