@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -89,8 +90,9 @@ def run(cfg: TrainConfig, resume: str | None = None) -> int:
     except InputError as e:
         log.error("%s", e)
         return 2
-    print(f"run folder: {run_dir}  (encoder checkpoint: {run_dir / 'latest'}; "
-          f"score with: python app.py --checkpoint {run_dir / 'latest'} --features-only <frames>)")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one message
+        print(f"run folder: {run_dir}  (encoder checkpoint: {run_dir / 'latest'}; "
+              f"score with: python app.py --checkpoint {run_dir / 'latest'} --features-only <frames>)")
     return 0
 
 
