@@ -261,6 +261,14 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         from models.results import stamp, write_json
 
         write_json(run_dir / "config.json", stamp(config=cfg.to_dict(), model=model_config.to_dict()))
+    # One loader for all remaining epochs: workers keep preparing pairs across epoch ends (validation, saving).
+    share = cfg.batch_size // dist.world
+    todo = [b[dist.rank * share:(dist.rank + 1) * share]
+            for e in range(start_epoch, cfg.epochs) for b in epoch_batches(cfg, per_epoch, e)]
+    todo = todo[step - start_epoch * steps_per_epoch:]
+    if not todo:
+        log.info("%s: already trained for %d epochs; raise --epochs to continue", run_dir, cfg.epochs)
+        return run_dir
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
     needed = tuple(w > 0 for w in cfg.weights)
     ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed)
@@ -301,11 +309,6 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, desc=run_dir.name, unit="step")
-    # One loader for all remaining epochs: workers keep preparing pairs across epoch ends (validation, saving).
-    share = cfg.batch_size // dist.world
-    todo = [b[dist.rank * share:(dist.rank + 1) * share]
-            for e in range(start_epoch, cfg.epochs) for b in epoch_batches(cfg, per_epoch, e)]
-    todo = todo[step - start_epoch * steps_per_epoch:]
     t_wait = time.perf_counter()
     for batch in _loader(ds, todo, cfg.workers, cfg.seed):
         epoch = step // steps_per_epoch

@@ -172,20 +172,21 @@ def test_two_steps_write_a_run_folder_app_can_load(tmp_path, renders):
 
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path, renders):
-    full = train(tiny(tmp_path / "a", renders, epochs=1, val_pairs=3))  # 2 steps
-    cut = tiny(tmp_path / "b", renders, epochs=1, val_pairs=3, stop_after_steps=1, workers=2)  # killed mid-epoch
+    full = train(tiny(tmp_path / "a", renders, val_pairs=3))  # 2 epochs of 2 steps
+    cut = tiny(tmp_path / "b", renders, val_pairs=3, stop_after_steps=2, workers=2)  # killed at the epoch end
     part = train(cut)
-    assert json.loads((part / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 1
+    assert json.loads((part / "metrics.jsonl").read_text().splitlines()[-1])["kind"] == "val"
     import train as train_script
 
-    resumed_cfg, resume = train_script.parse_args(["--resume", str(part), "--stop-after-steps", "0"])
-    assert train_script.run(resumed_cfg, resume) == 0
+    for stop in ("3", "0"):  # killed mid-epoch, then to the end
+        resumed_cfg, resume = train_script.parse_args(["--resume", str(part), "--stop-after-steps", stop])
+        assert train_script.run(resumed_cfg, resume) == 0
     a, b = _state(full), _state(part)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     sa = torch.load(full / "latest" / "train_state.pth", map_location="cpu", weights_only=True)
     sb = torch.load(part / "latest" / "train_state.pth", map_location="cpu", weights_only=True)
     assert all(torch.equal(sa["projector"][k], sb["projector"][k]) for k in sa["projector"])
-    assert (sa["epoch"], sa["step"]) == (sb["epoch"], sb["step"]) == (1, 2)
+    assert (sa["epoch"], sa["step"]) == (sb["epoch"], sb["step"]) == (2, 4)
     assert all(torch.equal(x, y) for x, y in zip(_flat(sa["optimizer"]), _flat(sb["optimizer"]), strict=True))
     strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]  # noqa: E731
     ra = strip(json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines())
