@@ -56,3 +56,23 @@ preprocess-check: $(STAMP)
 		--plan-json benchmarks/preprocess_cli_check.json
 
 .PHONY: preprocess-plan preprocess-check
+
+# --------------------------------------------------------------------------------------------- training (train.py)
+.PHONY: demo-renders train-demo bench-train
+DEMO_RUN := runs/train-demo
+
+## demo-renders: the two example sequences laid out as a tiny training set (symlinks in the git-ignored renders/)
+demo-renders: $(STAMP)
+	$(PY) -c "from models.pairs import link_example_renders; link_example_renders('renders')"
+
+## train-demo: cpu-smoke training on the examples (a few minutes on 2 CPU cores), then the degradation benchmark
+train-demo: setup demo-renders
+	if [ -f $(DEMO_RUN)/latest/train_state.pth ]; then $(PY) train.py --resume $(DEMO_RUN); \
+	else $(PY) train.py --preset cpu-smoke --renders renders --name train-demo; fi
+	$(PY) app.py --checkpoint $(DEMO_RUN)/latest --features-only --out $(DEMO_RUN)/scored examples/
+	@if [ -f evaluate.py ]; then $(PY) evaluate.py --degrade --threads 1 --checkpoint $(DEMO_RUN)/latest; \
+	else echo "evaluate.py is not in this checkout yet: skipping the degradation benchmark of $(DEMO_RUN)/latest"; fi
+
+## bench-train: training throughput + step-time split (smoke and paper presets) -> benchmarks/train-cpu.{json,md}
+bench-train: setup demo-renders
+	$(PY) -m models.bench_train --renders renders

@@ -1,0 +1,185 @@
+"""``make bench-train``: training throughput and the split of a step's time, per preset, on this machine.
+
+Measures (results -> benchmarks/train-cpu.json and .md):
+
+- for the cpu-smoke and paper presets: pairs per second and the mean split of a step (waiting for data,
+  forward incl. loss, backward + optimizer) from train.py's own metrics.jsonl, warm-up step excluded; the
+  paper preset runs with a batch of 2 pairs (the recipe's 16 is a GPU batch; the per-pair costs are the same);
+- per pair, in one process: decoding + cropping + noise ("load") and each target (SSIM, PSNR, ST-RRED,
+  FovVideoVDP) at each preset's pair size;
+- our ST-RRED against scikit-video's on the calibration clips (skvideo's time recorded by
+  tests/calibration/make_strred_reference.py on this machine).
+
+    python -m models.bench_train [--renders renders] [--smoke-steps 9] [--paper-steps 3] [--skip-paper]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from consts import ROOT
+from models.results import stamp, table, write_json
+
+log = logging.getLogger(__name__)
+OUT = ROOT / "benchmarks"
+CALIB = ROOT / "tests" / "calibration"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
+    """Run ``steps`` steps of a preset (2 workers, no validation) and summarise its metrics.jsonl."""
+    from models.training import make_config, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = make_config(preset, renders=renders, runs_dir=tmp, name="bench", val_pairs=0, workers=2,
+                          stop_after_steps=steps, epochs=1000, **over)
+        t0 = time.perf_counter()
+        run = train(cfg)
+        wall = time.perf_counter() - t0
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps_rows = [r for r in rows if r["kind"] == "step"][1:]  # the first step warms oneDNN up
+    step_s = [r["data_s"] + r["forward_s"] + r["backward_s"] for r in steps_rows]
+    pairs = sum(r["pairs"] for r in steps_rows)
+    mean = lambda k: float(np.mean([r[k] for r in steps_rows]))  # noqa: E731
+    return {
+        "preset": preset, "batch_size": cfg.batch_size, "workers": cfg.workers, "measured_steps": len(steps_rows),
+        "pairs_per_s": pairs / sum(step_s), "step_s": float(np.mean(step_s)), "data_wait_s": mean("data_s"),
+        "forward_s": mean("forward_s"), "backward_s": mean("backward_s"),
+        "data_wait_fraction": float(np.sum([r["data_s"] for r in steps_rows]) / np.sum(step_s)),
+        "worker_s_per_pair": {k: float(np.sum([r["worker_s"][k] for r in steps_rows]) / pairs)
+                              for k in steps_rows[0]["worker_s"]},
+        "wall_s_incl_startup": wall, "pairs": cfg.pairs.__dict__,
+    }
+
+
+def bench_targets(preset: str, renders: str, n: int) -> dict:
+    """Seconds per pair for loading and each target at a preset's pair size (one process, one thread)."""
+    from models.pairs import PairDataset, scan_renders
+    from models.training import make_config
+
+    cfg = make_config(preset, renders=renders)
+    scenes = scan_renders(renders)
+    ds = PairDataset(scenes, cfg.pairs, seed=123, per_epoch=n)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ds[0]  # warm-up (FovVideoVDP tables, oneDNN)
+        items = [ds[i] for i in range(n)]
+    finally:
+        torch.set_num_threads(threads)
+    keys = items[0]["timings"].keys()
+    return {
+        "preset": preset, "pairs": n,
+        "frames_per_sequence": float(np.mean([it["seq1"].shape[0] for it in items])),
+        "pixels_per_sequence": float(np.mean([np.prod(it["seq1"].shape) / 3 for it in items])),
+        "seconds_per_pair": {k: float(np.mean([it["timings"][k] for it in items])) for k in keys},
+    }
+
+
+def bench_strred() -> dict:
+    """Our batched ST-RRED vs skvideo's (recorded) on the calibration clips, best of 5, one thread."""
+    from models.strred import strred
+
+    ref = json.loads((CALIB / "strred_reference.json").read_text())
+    clips = np.load(CALIB / "strred_clips.npz")
+    names = list(ref["pairs"])
+    a = torch.stack([torch.from_numpy(clips[f"{k}__ref"]) for k in names]).double()
+    b = torch.stack([torch.from_numpy(clips[f"{k}__dis"]) for k in names]).double()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        strred(a, b)
+        best_batched = min(_time(lambda: strred(a, b)) for _ in range(5)) / len(names)
+        best_single = min(_time(lambda: [strred(a[i], b[i]) for i in range(len(names))]) for _ in range(5)) / len(names)
+    finally:
+        torch.set_num_threads(threads)
+    sk = float(np.mean([ref["pairs"][k]["seconds"] for k in names]))
+    return {"clip_shape": ref["clip_shape"], "pairs": len(names), "skvideo_s_per_pair": sk,
+            "ours_s_per_pair_batched": best_batched, "ours_s_per_pair_one_by_one": best_single,
+            "speedup_batched": sk / best_batched, "speedup_one_by_one": sk / best_single,
+            "skvideo_version": ref["scikit_video"]}
+
+
+def _time(fn) -> float:  # noqa: ANN001
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def to_markdown(res: dict) -> str:
+    lines = [f"# Training benchmark ({res['cpu']}, {res['cores']} cores, {res['device']})", "",
+             f"Load average during the run (shared machine): {res['loadavg_start']} -> {res['loadavg_end']}.", "",
+             "## Training steps (train.py's metrics.jsonl, warm-up step excluded)", ""]
+    rows = [{"preset": r["preset"], "batch": r["batch_size"], "pairs/s": r["pairs_per_s"], "step s": r["step_s"],
+             "data wait s": r["data_wait_s"], "forward s": r["forward_s"], "backward s": r["backward_s"],
+             "wait fraction": r["data_wait_fraction"]} for r in res["training"]]
+    lines += [table(rows, list(rows[0]), fmt="github", floatfmt=".3f"), ""]
+    lines += ["## Per pair, in a worker (seconds)", ""]
+    trow = [{"preset": r["preset"], "frames": r["frames_per_sequence"], "pixels/seq": r["pixels_per_sequence"],
+             **r["seconds_per_pair"]} for r in res["targets"]]
+    lines += [table(trow, list(trow[0]), fmt="github", floatfmt=".3f"), ""]
+    s = res["strred"]
+    lines += ["## ST-RRED: ours vs scikit-video", "",
+              f"{s['pairs']} clip pairs of {s['clip_shape']} (T, H, W): scikit-video {s['skvideo_version']} "
+              f"{s['skvideo_s_per_pair'] * 1000:.1f} ms/pair; ours {s['ours_s_per_pair_batched'] * 1000:.2f} ms/pair "
+              f"batched ({s['speedup_batched']:.0f}x), {s['ours_s_per_pair_one_by_one'] * 1000:.2f} ms/pair one by "
+              f"one ({s['speedup_one_by_one']:.0f}x).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Training throughput benchmark -> benchmarks/train-cpu.{json,md}")
+    p.add_argument("--renders", default="renders", help="renders/ folder (make train-demo lays out the examples)")
+    p.add_argument("--smoke-steps", type=int, default=9, help="steps of the cpu-smoke preset (first is warm-up)")
+    p.add_argument("--paper-steps", type=int, default=3, help="steps of the paper preset, batch 2")
+    p.add_argument("--skip-paper", action="store_true", help="smoke preset only")
+    p.add_argument("--out", default=str(OUT), help="output folder")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    from models.frames import InputError
+
+    res: dict = {"cpu": _cpu(), "cores": os.cpu_count(), "device": "cpu (no GPU lent)",
+                 "loadavg_start": [round(x, 2) for x in os.getloadavg()], "torch_threads": torch.get_num_threads()}
+    try:
+        res["strred"] = bench_strred()
+        res["targets"] = [bench_targets("cpu-smoke", a.renders, 6)]
+        res["training"] = [bench_training("cpu-smoke", a.renders, a.smoke_steps)]
+        if not a.skip_paper:
+            res["targets"].append(bench_targets("paper", a.renders, 3))
+            res["training"].append(bench_training("paper", a.renders, a.paper_steps, batch_size=2, scene_repeats=2))
+    except InputError as e:
+        log.error("%s", e)
+        return 2
+    res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    out = Path(a.out)
+    write_json(out / "train-cpu.json", stamp(**res))
+    md = to_markdown(res)
+    from models.checkpoints import atomic_write_bytes
+
+    atomic_write_bytes(out / "train-cpu.md", md.encode())
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

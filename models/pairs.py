@@ -1,0 +1,257 @@
+"""Training pairs for self-supervised NVS-SQA: validate ``renders/``, sample pairs, degrade them, compute targets.
+
+``renders/{scene}__{method}/00000.png…``: every method of a scene renders the same camera path, so frame i of
+two methods shows the same view. A pair (spec: ../shared/specs/nvs-sqa.md, Self-supervised training):
+
+- a scene and two different methods m1, m2; one random crop (w, h uniform in [crop_min, crop_max], clipped
+  to the smallest frame minus ``crop_margin``) and random h/v flips, shared by both sequences;
+- segment length L = ``segment_pixels / (w·h)`` frames (paper: 200·200·60·16/16), capped by the sequence,
+  at least ``min_segment``; a random start;
+- sequence 1 = the m1 frames; sequence 2 = the same frames with floor(r·L) random positions replaced by the
+  m2 frames, r ~ U[0.5, 1];
+- each sequence gets one noise key 0..11 (NOISES; 6–11 = none).
+
+Every random choice of pair ``index`` in ``epoch`` comes from ``np.random.default_rng([seed, stream, epoch,
+index])``: a pair does not depend on the worker that builds it, on the number of workers, or on what was
+sampled before, which is what makes ``--resume`` exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.frames import InputError, is_image, natural_key, open_frame_folder, read_image
+from models.targets import TARGETS, FovVideoVDP, pair_targets
+
+log = logging.getLogger(__name__)
+SEP = "__"  # renders/{scene}__{method}
+NOISES = ("gaussian", "salt_pepper", "speckle", "poisson", "multiplicative", "jpeg") + ("none",) * 6
+TRAIN_STREAM, VAL_STREAM = 0, 1
+
+
+# --------------------------------------------------------------------------------------------- renders/
+@dataclass
+class Scene:
+    """All renders of one scene: method -> frame files (same count and size for every method)."""
+
+    name: str
+    methods: dict[str, list[Path]]
+    width: int
+    height: int
+
+    @property
+    def n_frames(self) -> int:
+        return len(next(iter(self.methods.values())))
+
+
+def scan_renders(root: str | Path, min_size: int = 1) -> list[Scene]:
+    """Validate ``root`` = ``renders/`` and index it. Errors name the offending folder and the fix."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such folder; lay out training renders as {root}/<scene>{SEP}<method>/00000.png")
+    groups: dict[str, dict[str, Path]] = defaultdict(dict)
+    for d in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                    key=lambda p: natural_key(p.name)):
+        if not any(is_image(f) for f in d.iterdir()):
+            log.warning("%s: no frames, ignored", d)
+            continue
+        scene, sep, method = d.name.partition(SEP)
+        if not sep or not scene or not method:
+            raise InputError(f"{d}: folder name must be <scene>{SEP}<method> (e.g. Giraffe{SEP}NeRF); rename it")
+        groups[scene][method] = d
+    if not groups:
+        raise InputError(f"{root}: no <scene>{SEP}<method> folders with frames; render some first (preprocess.py)")
+    scenes = []
+    for name, methods in groups.items():
+        if len(methods) < 2:
+            only = next(iter(methods.values()))
+            raise InputError(f"{only}: scene '{name}' has one method; training pairs need ≥2 methods per scene "
+                             f"(add another {name}{SEP}<method> folder or remove this one)")
+        seqs = {m: open_frame_folder(d, min_size) for m, d in methods.items()}
+        first_m, first = next(iter(seqs.items()))
+        for m, s in seqs.items():
+            if (s.n_frames, s.width, s.height) != (first.n_frames, first.width, first.height):
+                raise InputError(
+                    f"{methods[m]}: {s.n_frames} frames of {s.width}x{s.height}, but {methods[first_m].name} has "
+                    f"{first.n_frames} of {first.width}x{first.height}; all methods of a scene must render the "
+                    "same camera path at one size"
+                )
+        scenes.append(Scene(name, {m: s.files for m, s in seqs.items()}, first.width, first.height))
+    return scenes
+
+
+def link_example_renders(root: str | Path) -> Path:
+    """Lay out the two example sequences (one camera path, two methods) as ``root/Giraffe__NeRF`` and
+    ``root/Giraffe__IBRNet-C`` symlinks: a real, tiny training set for the cpu-smoke preset."""
+    from consts import EXAMPLES_DIR
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for method in ("NeRF", "IBRNet-C"):
+        link = root / f"Giraffe{SEP}{method}"
+        if not link.exists():
+            link.symlink_to((EXAMPLES_DIR / f"Giraffe+{method}").resolve(), target_is_directory=True)
+    return root
+
+
+# --------------------------------------------------------------------------------------------- sampling
+@dataclass
+class PairConfig:
+    """How pairs are drawn (paper values as defaults)."""
+
+    crop_min: int = 150  # crop width and height are uniform integers in [crop_min, crop_max] ...
+    crop_max: int = 600
+    crop_margin: int = 75  # ... clipped to the smallest frame minus this (15×5 px)
+    segment_pixels: int = 200 * 200 * 60  # L = segment_pixels / (w·h)  (= 200·200·60·16/16)
+    min_segment: int = 2  # ST-RRED compares frame pairs, so at least 2 frames when the sequence allows
+    replace_min: float = 0.5
+    replace_max: float = 1.0
+    noise: bool = True  # noise keys 0..11 (False: none)
+    jpeg_quality: tuple[int, int] = (10, 75)
+
+
+@dataclass
+class PairSpec:
+    """Everything random about one pair (so it can be logged, replayed, or built in any process)."""
+
+    scene: str
+    m1: str
+    m2: str
+    box: tuple[int, int, int, int]  # x, y, w, h
+    hflip: bool
+    vflip: bool
+    start: int
+    length: int
+    replaced: list[int]  # positions in [0, length) taken from m2 in sequence 2
+    ratio: float  # r
+    noise: tuple[int, int]  # noise key of sequence 1, 2
+    noise_seed: int = 0
+
+
+def sample_pair(scene: Scene, cfg: PairConfig, rng: np.random.Generator) -> PairSpec:
+    methods = sorted(scene.methods)
+    i1, i2 = rng.choice(len(methods), size=2, replace=False)
+    hi_w, hi_h = min(cfg.crop_max, scene.width - cfg.crop_margin), min(cfg.crop_max, scene.height - cfg.crop_margin)
+    if min(hi_w, hi_h) < cfg.crop_min:
+        raise InputError(f"scene {scene.name}: frames are {scene.width}x{scene.height}, too small for crops of "
+                         f"≥{cfg.crop_min} px plus a {cfg.crop_margin} px margin; lower --crop-min/--crop-margin")
+    w, h = int(rng.integers(cfg.crop_min, hi_w + 1)), int(rng.integers(cfg.crop_min, hi_h + 1))
+    x, y = int(rng.integers(0, scene.width - w + 1)), int(rng.integers(0, scene.height - h + 1))
+    hflip, vflip = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+    n = scene.n_frames
+    length = min(n, max(cfg.min_segment, cfg.segment_pixels // (w * h)))
+    start = int(rng.integers(0, n - length + 1))
+    ratio = float(rng.uniform(cfg.replace_min, cfg.replace_max))
+    replaced = sorted(int(i) for i in rng.choice(length, size=int(np.floor(ratio * length)), replace=False))
+    noise = (int(rng.integers(0, 12)), int(rng.integers(0, 12))) if cfg.noise else (11, 11)
+    return PairSpec(scene.name, methods[i1], methods[i2], (x, y, w, h), hflip, vflip, start, length, replaced,
+                    ratio, noise, int(rng.integers(0, 2**31)))
+
+
+# --------------------------------------------------------------------------------------------- noise
+def apply_noise(frames: np.ndarray, key: int, rng: np.random.Generator, jpeg_quality: tuple[int, int]) -> np.ndarray:
+    """Degrade (T, H, W, 3) uint8 frames with noise ``key`` (NOISES) on 0–255 values; returns uint8."""
+    kind = NOISES[key]
+    if kind == "none":
+        return frames
+    if kind == "jpeg":
+        import cv2
+
+        q = int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1))
+        out = []
+        for f in frames:
+            ok, buf = cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+            out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
+        return np.ascontiguousarray(np.stack(out))
+    x = frames.astype(np.float64)
+    if kind == "gaussian":
+        x = x + rng.normal(0.0, np.sqrt(0.1), x.shape)  # σ² = 0.1 on 0–255 values (spec)
+    elif kind == "salt_pepper":  # 4 % of the values, half to 0, half to 255 (skimage's s&p, amount 0.04)
+        hit = rng.random(x.shape) < 0.04
+        x = np.where(hit, np.where(rng.random(x.shape) < 0.5, 0.0, 255.0), x)
+    elif kind == "speckle":
+        x = x + x * rng.normal(0.0, np.sqrt(0.01), x.shape)  # skimage's speckle default var 0.01
+    elif kind == "poisson":
+        x = rng.poisson(x).astype(np.float64)  # photon counts = the 0–255 values
+    elif kind == "multiplicative":
+        x = x * rng.normal(1.0, 0.05, x.shape)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------- building
+def _read(files: list[Path], idx: list[int], box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = box
+    return np.stack([read_image(files[i])[y:y + h, x:x + w] for i in idx])
+
+
+def build_pair(scene: Scene, spec: PairSpec, cfg: PairConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode, crop, flip, mix and degrade: two (L, 3, h, w) uint8 tensors. Only the needed frames are read."""
+    idx = list(range(spec.start, spec.start + spec.length))
+    s1 = _read(scene.methods[spec.m1], idx, spec.box)
+    s2 = s1.copy()
+    if spec.replaced:
+        s2[spec.replaced] = _read(scene.methods[spec.m2], [idx[i] for i in spec.replaced], spec.box)
+    if spec.hflip:
+        s1, s2 = s1[:, :, ::-1], s2[:, :, ::-1]
+    if spec.vflip:
+        s1, s2 = s1[:, ::-1], s2[:, ::-1]
+    rng = np.random.default_rng(spec.noise_seed)
+    s1 = apply_noise(np.ascontiguousarray(s1), spec.noise[0], rng, cfg.jpeg_quality)
+    s2 = apply_noise(np.ascontiguousarray(s2), spec.noise[1], rng, cfg.jpeg_quality)
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    return to_t(s1), to_t(s2)
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """Pair ``g`` = (epoch, index) with ``g = epoch · per_epoch + index``; returns the sequences and targets.
+
+    Targets are computed here, i.e. in the DataLoader's worker processes, off the training loop. ``needed``
+    says which of the five to compute (a zero loss weight skips its target; NaN is returned instead).
+    """
+
+    def __init__(self, scenes: list[Scene], cfg: PairConfig, seed: int, per_epoch: int,
+                 needed: tuple[bool, ...] = (True,) * len(TARGETS), stream: int = TRAIN_STREAM) -> None:
+        self.scenes, self.cfg, self.seed, self.per_epoch = scenes, cfg, seed, per_epoch
+        self.needed, self.stream = tuple(needed), stream
+        self._fvvdp: FovVideoVDP | None = None  # built lazily, once per worker process
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def spec(self, g: int) -> PairSpec:
+        epoch, index = divmod(g, self.per_epoch)
+        rng = np.random.default_rng([self.seed, self.stream, epoch, index])
+        return sample_pair(self.scenes[index % len(self.scenes)], self.cfg, rng)
+
+    def __getitem__(self, g: int) -> dict:
+        t0 = time.perf_counter()
+        spec = self.spec(g)
+        scene = next(s for s in self.scenes if s.name == spec.scene)
+        s1, s2 = build_pair(scene, spec, self.cfg)
+        timings = {"load": time.perf_counter() - t0}
+        if self.needed[4] and self._fvvdp is None:
+            self._fvvdp = FovVideoVDP()
+        targets = pair_targets(s1, s2, spec.ratio, self.needed, self._fvvdp, timings)
+        return {"seq1": s1, "seq2": s2, "targets": torch.from_numpy(targets), "spec": spec, "timings": timings}
+
+
+def collate_pairs(items: list[dict]) -> list[dict]:
+    """Pairs differ in crop size and length, so a batch stays a list."""
+    return items
+
+
+def worker_init(worker_id: int) -> None:
+    """One intra-op thread per worker (the cores belong to the training loop) and seeded global RNGs."""
+    import random
+
+    torch.set_num_threads(1)
+    seed = torch.initial_seed() % 2**32  # DataLoader's per-worker seed (base seed from its generator + id)
+    np.random.seed(seed)
+    random.seed(seed)

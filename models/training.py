@@ -1,0 +1,354 @@
+"""Self-supervised contrastive training of the NVS-SQA encoder (recipe: ../shared/specs/nvs-sqa.md).
+
+Both sequences of a pair go through the encoder (models.nvs_sqa.SequenceModel) -> 384-d each -> five projector
+heads (Linear 384→384, BatchNorm1d, ReLU, Linear 384→384). Head k: loss_k = L1(cos(z1_k, z2_k), target_k),
+total = Σ w_k · loss_k. Adam (amsgrad) lr 1e-3; AMP on CUDA; optional gradient checkpointing of the encoder;
+DDP under ``torchrun`` (NCCL on GPUs, gloo on CPU). Seeded: the same config and seed give the same weights
+bit for bit on CPU, with or without an interruption and ``--resume`` (see models.pairs for the data side).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from consts import RUNS_DIR
+from models.frames import InputError
+from models.nvs_sqa import MIN_FRAME_SIZE, ModelConfig, SequenceModel, resolve_device
+from models.pairs import VAL_STREAM, PairConfig, PairDataset, collate_pairs, scan_renders, worker_init
+from models.targets import TARGETS, fvvdp_available
+from models.train_io import (
+    MetricsLog,
+    correlations,
+    load_latest,
+    plot_validation,
+    rng_state,
+    save_latest,
+    set_rng_state,
+    write_encoder,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - "help" reads best in the field list
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; defaults are the published recipe (``--preset paper``)."""
+
+    name: str = _f("", "run folder name under runs/ (default: <preset>-seed<seed>)")
+    renders: str = _f("renders", "folder of <scene>__<method>/ frame folders")
+    preset: str = _f("paper", "paper | cpu-smoke (see PRESETS); flags override it")
+    epochs: int = _f(100, "epochs")
+    scene_repeats: int = _f(2, "pairs per scene per epoch")
+    batch_size: int = _f(16, "pairs per optimisation step (global, split over DDP processes)")
+    lr: float = _f(1e-3, "Adam learning rate (amsgrad)")
+    weights: list[float] = _f([1.0, 0.5, 0.2, 0.0, 1.0], "loss weights of the heads ssim psnr replace strred fvvdp")
+    pairs: PairConfig = _f(None, "pair sampling (crop, segment, replace ratio, noise)", nested=True)
+    save_every: int = _f(5, "keep an epoch checkpoint every N epochs (latest/ is written every epoch)")
+    workers: int = _f(2, "DataLoader worker processes computing pairs and targets (0 = in the training loop)")
+    seed: int = _f(0, "seed of the weights, pairs and dropout")
+    device: str = _f("auto", "auto | cpu | cuda")
+    amp: bool = _f(True, "mixed precision on CUDA (ignored on CPU)")
+    grad_checkpoint: bool = _f(False, "recompute the encoder in backward to save memory")
+    init: str = _f("scratch", "scratch | released | a checkpoint folder to fine-tune from")
+    val_pairs: int = _f(16, "held-out validation pairs (own random stream), scored every epoch")
+    threads: int = _f(0, "torch intra-op threads of the training loop (0 = torch default)")
+    stop_after_steps: int = _f(0, "stop (after saving latest/) at this global step: simulates a kill; 0 = off")
+    runs_dir: str = _f(str(RUNS_DIR), "parent folder of run folders")
+
+    def __post_init__(self) -> None:
+        if self.pairs is None:
+            self.pairs = PairConfig()
+        elif isinstance(self.pairs, dict):
+            self.pairs = PairConfig(**{**self.pairs, "jpeg_quality": tuple(self.pairs.get("jpeg_quality", (10, 75)))})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    # Small crops and short segments: the whole pipeline (all five targets) in minutes on a 2-core CPU.
+    "cpu-smoke": {"epochs": 6, "scene_repeats": 8, "batch_size": 4, "save_every": 2, "val_pairs": 8,
+                  "pairs": {"crop_min": 72, "crop_max": 112, "crop_margin": 75, "segment_pixels": 96 * 96 * 6}},
+}
+
+
+def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a preset plus overrides (``pairs`` may be a partial dict)."""
+    if preset not in PRESETS:
+        raise InputError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}")
+    base = {k: v for k, v in PRESETS[preset].items() if k != "pairs"}
+    pairs = {**PRESETS[preset].get("pairs", {}), **(overrides.pop("pairs", None) or {})}
+    cfg = TrainConfig(preset=preset, **{**base, **overrides}, pairs=PairConfig(**pairs))
+    if not cfg.name:
+        cfg.name = f"{preset}-seed{cfg.seed}"
+    return cfg
+
+
+def config_fields() -> list:
+    return list(fields(TrainConfig))
+
+
+# --------------------------------------------------------------------------------------------- model
+class ProjectorHeads(nn.Module):
+    """Five heads (one per target): Linear → BatchNorm1d → ReLU → Linear, 384 → 384."""
+
+    def __init__(self, dim: int = 384, n: int = len(TARGETS)) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.ReLU(), nn.Linear(dim, dim)) for _ in range(n)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, dim) -> (n_heads, B, dim)."""
+        return torch.stack([h(z) for h in self.heads])
+
+
+class ContrastiveModel(nn.Module):
+    """Encoder + projector heads. ``forward(pairs)`` -> projections of both sequences, (K, B, D) each."""
+
+    def __init__(self, model_config: ModelConfig, grad_checkpoint: bool = False) -> None:
+        super().__init__()
+        self.encoder = SequenceModel(model_config)
+        self.projector = ProjectorHeads(model_config.angular_feat_size)
+        self.grad_checkpoint = grad_checkpoint
+
+    def encode_pair(self, seq1: torch.Tensor, seq2: torch.Tensor) -> torch.Tensor:
+        """Two (T, 3, H, W) uint8 sequences of one size -> (2, 384); frames as uint8/255, as at inference."""
+        clips = torch.stack([seq1, seq2]).float().div_(255.0)
+        if self.grad_checkpoint and self.training:
+            # Note: BatchNorm running statistics are updated again during the recomputation.
+            return torch.utils.checkpoint.checkpoint(self.encoder, clips, use_reentrant=False)
+        return self.encoder(clips)
+
+    def forward(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        z = torch.stack([self.encode_pair(a, b) for a, b in pairs], 1)  # (2, B, 384)
+        return self.projector(z[0]), self.projector(z[1])
+
+
+def head_losses(p1: torch.Tensor, p2: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """L1 between cosine similarity and target per head: (K, B, D) ×2, (K, B) -> (K,); NaN targets count as 0."""
+    cos = F.cosine_similarity(p1.float(), p2.float(), dim=-1)
+    return (cos - targets.nan_to_num(0.0)).abs().mean(1)
+
+
+# --------------------------------------------------------------------------------------------- distributed
+@dataclass
+class Dist:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Dist:
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def _setup(cfg: TrainConfig, dist: Dist) -> torch.device:
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and dist.world > 1:
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    if dist.world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return device
+
+
+# --------------------------------------------------------------------------------------------- loop
+def epoch_batches(cfg: TrainConfig, per_epoch: int, epoch: int) -> list[list[int]]:
+    """Global pair ids of each step of ``epoch`` (a seeded shuffle; incomplete last batch dropped)."""
+    perm = np.random.default_rng([cfg.seed, 2, epoch]).permutation(per_epoch) + epoch * per_epoch
+    n = per_epoch // cfg.batch_size
+    return [perm[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist() for i in range(n)]
+
+
+def _loader(ds: PairDataset, batches: list[list[int]], workers: int, seed: int) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        ds, batch_sampler=batches, num_workers=workers, collate_fn=collate_pairs, worker_init_fn=worker_init,
+        generator=torch.Generator().manual_seed(seed), prefetch_factor=2 if workers else None,
+    )
+
+
+@torch.no_grad()
+def validate(model: ContrastiveModel, val: list[dict], device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity per head (N, K) of the validation pairs (eval mode) and their targets (N, K)."""
+    model.eval()
+    z = torch.cat([model.encode_pair(v["seq1"].to(device), v["seq2"].to(device)) for v in val])  # (2N, 384)
+    p = model.projector(z.float())  # (K, 2N, D)
+    cos = F.cosine_similarity(p[:, 0::2], p[:, 1::2], dim=-1).T.cpu().numpy()
+    model.train()
+    return cos, torch.stack([v["targets"] for v in val]).numpy()
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
+    """Run (or continue) training; returns the run folder. Bad input raises InputError before any compute."""
+    dist = Dist.from_env()
+    device = _setup(cfg, dist)
+    scenes = scan_renders(cfg.renders, MIN_FRAME_SIZE)
+    if len(cfg.weights) != len(TARGETS):
+        raise InputError(f"--weights: need {len(TARGETS)} values ({' '.join(TARGETS)}), got {len(cfg.weights)}")
+    if cfg.weights[4] > 0 and not fvvdp_available():
+        raise InputError("pyfvvdp: not installed but the FovVideoVDP weight is > 0; `pip install pyfvvdp==1.2.2` "
+                         "or pass --weights 1 0.5 0.2 0 0")
+    if cfg.batch_size % dist.world or cfg.batch_size // dist.world < 2:
+        raise InputError(f"--batch-size {cfg.batch_size}: must be a multiple of the {dist.world} process(es), "
+                         "with ≥2 pairs per process (BatchNorm in the projector heads)")
+    if cfg.pairs.crop_min < MIN_FRAME_SIZE or cfg.pairs.crop_max < cfg.pairs.crop_min:
+        raise InputError(f"--crop-min {cfg.pairs.crop_min} / --crop-max {cfg.pairs.crop_max}: need "
+                         f"{MIN_FRAME_SIZE} ≤ crop-min ≤ crop-max (smallest input the encoder accepts)")
+    per_epoch = len(scenes) * cfg.scene_repeats
+    steps_per_epoch = per_epoch // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise InputError(f"{cfg.renders}: {len(scenes)} scene(s) × {cfg.scene_repeats} repeats = {per_epoch} pairs "
+                         f"per epoch, fewer than --batch-size {cfg.batch_size}; raise --scene-repeats")
+    run_dir = Path(resume) if resume else Path(cfg.runs_dir) / cfg.name
+    amp = cfg.amp and device.type == "cuda"
+
+    torch.manual_seed(cfg.seed)
+    model_config = ModelConfig()
+    model = ContrastiveModel(model_config, cfg.grad_checkpoint)
+    if cfg.init != "scratch" and not resume:
+        from models.checkpoints import load_checkpoint
+
+        ckpt = load_checkpoint(None if cfg.init == "released" else cfg.init)
+        model.encoder.load_state_dict(ckpt.model.state_dict())
+        log.info("initialised the encoder from %s", ckpt.info["path"])
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start_epoch, step = 0, 0
+    if resume:
+        enc, state = load_latest(run_dir)
+        model.encoder.load_state_dict(enc)
+        model.projector.load_state_dict(state["projector"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        start_epoch, step = state["epoch"], state["step"]
+        log.info("resuming %s at epoch %d, step %d", run_dir, start_epoch, step)
+    elif dist.main:
+        if (run_dir / "latest").exists():
+            raise InputError(f"{run_dir}: already holds a run; use --resume {run_dir} or another --name")
+        from models.results import stamp, write_json
+
+        write_json(run_dir / "config.json", stamp(config=cfg.to_dict(), model=model_config.to_dict()))
+    # One loader for all remaining epochs: workers keep preparing pairs across epoch ends (validation, saving).
+    share = cfg.batch_size // dist.world
+    todo = [b[dist.rank * share:(dist.rank + 1) * share]
+            for e in range(start_epoch, cfg.epochs) for b in epoch_batches(cfg, per_epoch, e)]
+    todo = todo[step - start_epoch * steps_per_epoch:]
+    if not todo:
+        log.info("%s: already trained for %d epochs; raise --epochs to continue", run_dir, cfg.epochs)
+        return run_dir
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
+    needed = tuple(w > 0 for w in cfg.weights)
+    ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed)
+    val: list[dict] = []
+    if dist.main and cfg.val_pairs:
+        # ST-RRED is cheap, so it is validated even at weight 0; FovVideoVDP only when it is trained.
+        vds = PairDataset(scenes, cfg.pairs, cfg.seed, cfg.val_pairs, (True,) * 4 + (needed[4],), VAL_STREAM)
+        val = [x for b in _loader(vds, [[i] for i in range(cfg.val_pairs)], cfg.workers, cfg.seed) for x in b]
+    metrics = MetricsLog(run_dir / "metrics.jsonl", step if resume else None)
+    weights = torch.tensor(cfg.weights, device=device)
+
+    def save(epoch_to_continue: int) -> None:
+        if dist.main:
+            save_latest(run_dir, model_config.to_dict(), model.encoder.state_dict(), {
+                "projector": model.projector.state_dict(), "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(), "rng": rng_state(), "epoch": epoch_to_continue, "step": step,
+                "config": cfg.to_dict()})  # fmt: skip
+            metrics.flush()
+        dist.barrier()
+
+    def end_of_epoch(done: int) -> None:
+        """Validation, plot and the kept checkpoint after ``done`` epochs (main process)."""
+        losses = [r["loss"] for r in metrics.rows if r["kind"] == "step" and r["epoch"] == done - 1]
+        row = {"kind": "val", "step": step, "epoch": done, "train_loss": float(np.mean(losses))}
+        if val:
+            cos, tg = validate(model, val, device)
+            row["corr"] = correlations(cos, tg, TARGETS)
+            shown = {k: v["pearson"] and round(v["pearson"], 3) for k, v in row["corr"].items()}
+            log.info("epoch %d: train loss %.4f, validation Pearson %s", done, row["train_loss"], shown)
+        metrics.add(row)
+        if val:
+            plot_validation(metrics.rows, run_dir / "val_correlation.png", TARGETS)
+        if done % cfg.save_every == 0 or done == cfg.epochs:
+            write_encoder(run_dir / f"epoch_{done:04d}", model_config.to_dict(), model.encoder.state_dict())
+
+    bar = None
+    if dist.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, desc=run_dir.name, unit="step")
+    t_wait = time.perf_counter()
+    for batch in _loader(ds, todo, cfg.workers, cfg.seed):
+        epoch = step // steps_per_epoch
+        data_s = time.perf_counter() - t_wait
+        t0 = time.perf_counter()
+        with torch.autocast(device.type, enabled=amp):
+            p1, p2 = ddp([(b["seq1"].to(device), b["seq2"].to(device)) for b in batch])
+        targets = torch.stack([b["targets"] for b in batch], 1).to(device)
+        per_head = head_losses(p1, p2, targets)
+        loss = (per_head * weights).sum()
+        t1 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        t2 = time.perf_counter()
+        step += 1
+        per_head = per_head.detach()
+        if dist.world > 1:  # log the mean over processes
+            torch.distributed.all_reduce(per_head, op=torch.distributed.ReduceOp.AVG)
+        row = {"kind": "step", "step": step, "epoch": epoch, "loss": float((per_head * weights).sum()),
+               "head_loss": {n: (float(per_head[k]) if needed[k] else None) for k, n in enumerate(TARGETS)},
+               "pairs": len(batch) * dist.world, "data_s": data_s, "forward_s": t1 - t0, "backward_s": t2 - t1,
+               "worker_s": {k: sum(b["timings"].get(k, 0.0) for b in batch) for k in ("load", *TARGETS)}}
+        metrics.add(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", data=f"{data_s:.2f}s")
+        at_end = step % steps_per_epoch == 0
+        if at_end and dist.main:
+            end_of_epoch(epoch + 1)
+        stop = bool(cfg.stop_after_steps) and step == cfg.stop_after_steps
+        if at_end or stop:
+            save(epoch + 1 if at_end else epoch)
+        if stop:
+            log.info("stopped at step %d as asked (--stop-after-steps); continue with --resume %s", step, run_dir)
+            return run_dir
+        t_wait = time.perf_counter()
+    if bar is not None:
+        bar.close()
+    if dist.world > 1:
+        torch.distributed.destroy_process_group()
+    return run_dir
