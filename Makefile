@@ -70,8 +70,7 @@ train-demo: setup demo-renders
 	if [ -f $(DEMO_RUN)/latest/train_state.pth ]; then $(PY) train.py --resume $(DEMO_RUN); \
 	else $(PY) train.py --preset cpu-smoke --renders renders --name train-demo; fi
 	$(PY) app.py --checkpoint $(DEMO_RUN)/latest --features-only --out $(DEMO_RUN)/scored examples/
-	@if [ -f evaluate.py ]; then $(PY) evaluate.py --degrade --threads 1 --checkpoint $(DEMO_RUN)/latest; \
-	else echo "evaluate.py is not in this checkout yet: skipping the degradation benchmark of $(DEMO_RUN)/latest"; fi
+	$(PY) evaluate.py --degrade --threads 1 --checkpoint $(DEMO_RUN)/latest --name train-demo-degrade
 
 ## bench-train: training throughput + step-time split (smoke and paper presets) -> benchmarks/train-cpu.{json,md}
 bench-train: setup demo-renders

@@ -209,7 +209,7 @@ def run_degrade(cfg: EvalConfig, out: Path) -> int:
     """The degradation benchmark; returns the exit code."""
     from models.benchmark import json_safe
     from models.checkpoints import load_regressor
-    from models.degrade import plot_degradations, prepare_clip, run_degradations
+    from models.degrade import feature_similarity, plot_degradations, prepare_clip, run_degradations
     from models.frames import discover, open_sequence
     from models.nvs_sqa import MIN_FRAME_SIZE
     from models.results import stamp, table, write_csv, write_json
@@ -221,8 +221,6 @@ def run_degrade(cfg: EvalConfig, out: Path) -> int:
         if model.regressor.coef.shape != (model.model.config.angular_feat_size,):
             raise InputError(f"{cfg.regressor}: {model.regressor.coef.shape[0]} coefficients, the model outputs "
                              f"{model.model.config.angular_feat_size}; use the regressor fitted on this model")
-    if model.regressor is None:
-        model.predict([])  # raises the one-line "no regressor" error
     t0 = time.perf_counter()
     clips = {}
     for p in paths:
@@ -232,14 +230,22 @@ def run_degrade(cfg: EvalConfig, out: Path) -> int:
         if p.name in clips:
             raise InputError(f"{p}: another input is also named {p.name}; rename one (results are keyed by name)")
         clips[p.name] = clip
-    rows, srcc = run_degradations(lambda c: model.score(c, batch), clips, cfg.seed, not cfg.quiet, cfg.distortions)
+    if model.regressor is not None:
+        kind = "JOD from the regressor"
+        rows, srcc = run_degradations(lambda s, c: model.score(c, batch), clips, cfg.seed, not cfg.quiet,
+                                      cfg.distortions)
+    else:  # a self-trained encoder without a regressor: how far each variant's representation moves from clean
+        kind = "cosine similarity of the 384-d features to the clean clip's (no regressor in this checkpoint)"
+        clean = {s: model.features(c, batch) for s, c in clips.items()}
+        rows, srcc = run_degradations(lambda s, c: feature_similarity(model.features(c, batch), clean[s]), clips,
+                                      cfg.seed, not cfg.quiet, cfg.distortions)
     seconds = time.perf_counter() - t0
     mean = float(np.nanmean([r["srcc_mean"] for r in srcc]))
     cols = ["distortion", "param", "levels", *[f"srcc[{s}]" for s in clips], "srcc_mean"]
     n_clips = len(clips) + sum(r["level"] > 0 for r in rows)
     text = (f"{table(srcc + [{'distortion': '**mean**', 'srcc_mean': mean}], cols, '.2f', 'github')}\n\n"
             f"{n_clips} clips of {cfg.frames} frames, longer side {cfg.max_side} px, "
-            f"seed {cfg.seed}, scored in {seconds:.1f} s on {model.device} (batch {batch}).")
+            f"seed {cfg.seed}, scored in {seconds:.1f} s on {model.device} (batch {batch}); score = {kind}.")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "degrade.md", f"# Degradation benchmark: {_model_label(cfg)}\n\n{text}\n".encode())
     write_csv(out / "degrade_scores.csv", rows, ["sequence", "distortion", "level", "param", "score", "seconds"])

@@ -127,11 +127,20 @@ def prepare_clip(seq: FrameSequence, n_frames: int = 8, max_side: int = 320) -> 
     return np.stack(out)
 
 
+def feature_similarity(f: np.ndarray, clean: np.ndarray) -> float:
+    """Cosine similarity of a variant's representation to the clean clip's: 1 at level 0, lower as it moves.
+
+    The regressor-free score of the degradation benchmark, for encoders that have no regressor yet.
+    """
+    f64, c64 = f.astype(np.float64), clean.astype(np.float64)
+    return float(f64 @ c64 / (np.linalg.norm(f64) * np.linalg.norm(c64) + 1e-12))
+
+
 def run_degradations(
-    score: Callable[[Clip], float], clips: dict[str, Clip], seed: int = 0, progress: bool = True,
+    score: Callable[[str, Clip], float], clips: dict[str, Clip], seed: int = 0, progress: bool = True,
     names: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
-    """Score every variant of every clip. Returns (score rows, SRCC rows).
+    """Score every variant of every clip with ``score(sequence name, clip)``. Returns (score rows, SRCC rows).
 
     Score rows: sequence, distortion, level, param, score, seconds. SRCC rows: per distortion, the SRCC between
     level (0..5) and score for each sequence (``srcc[<sequence>]``) and their mean; a sound model gives -1.
@@ -147,13 +156,13 @@ def run_degradations(
     with bar:
         for s, clip in clips.items():
             t0 = time.perf_counter()
-            val = score(clip)
+            val = score(s, clip)
             bar.update()
             rows += [{"sequence": s, "distortion": d, "level": 0, "param": "", "score": val,
                       "seconds": round(time.perf_counter() - t0, 3)} for d in names]
         for s, d, lv in todo:
             t0 = time.perf_counter()
-            val = score(degrade(clips[s], d, lv, seed))
+            val = score(s, degrade(clips[s], d, lv, seed))
             rows.append({"sequence": s, "distortion": d, "level": lv, "param": DISTORTIONS[d][2][lv - 1],
                          "score": val, "seconds": round(time.perf_counter() - t0, 3)})
             bar.update()

@@ -53,3 +53,12 @@ def test_distortion_values_by_hand():
     gains = f[:, 0, 0, 0] / c[:, 0, 0, 0]
     assert 1.02 <= gains[0] <= 1.1 and 0.9 <= gains[1] <= 0.98  # alternating sign, |u| in [0.25, 1]
     assert dg.downup(c, 2.0, np.random.default_rng(0)).tolist() == c.tolist()  # flat frames survive rescaling
+
+
+def test_feature_similarity_is_cosine():
+    from models.degrade import feature_similarity
+
+    a = np.array([1.0, 0.0, 0.0], np.float32)
+    assert feature_similarity(a, a) == pytest.approx(1.0)
+    assert feature_similarity(np.array([0.0, 2.0, 0.0], np.float32), a) == pytest.approx(0.0)
+    assert feature_similarity(-a, a) == pytest.approx(-1.0)

@@ -183,5 +183,10 @@ def test_degrade_end_to_end_reproducible(world, run):
     assert (out / "degrade.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rc, out2, _ = run(*args, name="again", bank=False)
     assert rc == 0 and _scores(out2) == rows  # bit for bit
-    rc, _, err = run("--degrade", seq, "--checkpoint", world["ckpt"], bank=False)  # no regressor.json
-    assert rc == 2 and "has no regressor.json" in err[0]
+    # no regressor.json (a self-trained encoder): the score is the feature similarity to the clean clip
+    rc, out3, _ = run("--degrade", seq, "--checkpoint", world["ckpt"], "--frames", "2", "--distortions", "blur",
+                      name="noreg", bank=False)
+    assert rc == 0
+    sims = {lv: s for _, _, lv, s in _scores(out3)}
+    assert sims[0] == pytest.approx(1.0, abs=1e-6) and all(-1 <= v <= 1 + 1e-6 for v in sims.values())
+    assert "cosine similarity" in (out3 / "degrade.md").read_text()
