@@ -40,9 +40,9 @@ clean:
 # and of the constant map -> benchmarks/crossscore_demo.{json,md} and docs/crossscore_demo.png.
 CS_DATA  ?= runs/crossscore-demo-data
 CS_CKPT  ?= checkpoints/crossscore-tiny
-CS_STEPS ?= 600
+CS_STEPS ?= 1500
 CS_FLAGS ?= --backbone tiny --short-side 112 --crop 112 --batch-size 8 --steps $(CS_STEPS) --threads 1 \
-            --device cpu --save-every 100 --fig-every 100
+            --device cpu --save-every 250 --fig-every 250 --log-every 25
 .PHONY: crossscore-demo crossscore-test
 crossscore-demo: $(STAMP)
 	rm -rf runs/crossscore-tiny runs/crossscore-tiny-noref

@@ -211,6 +211,18 @@ def _add_common(p: argparse.ArgumentParser, model: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
 
 
+def _field_comments(cls: type) -> dict[str, str]:
+    """``name: type = default  # comment`` lines of a dataclass -> {name: comment}, for --help."""
+    import inspect
+
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        head, sep, note = line.partition("  # ")
+        if sep and ":" in head:
+            out[head.split(":")[0].strip()] = note.strip()
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[str, object]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=SCORE_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -231,13 +243,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[str, object]:
     pt.add_argument("--out", default="", help="output folder (default runs/crossscore-test-<checkpoint>-<baseline>)")
     _add_common(pt)
     pr = sub.add_parser("train", help="train (or resume) runs/<name>/")
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool",) or isinstance(f.default, bool):
-            pr.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f"default {f.default}")
+    notes = _field_comments(TrainConfig)
+    for f in fields(TrainConfig):  # one flag per TrainConfig field, documented by the field's comment
+        flag, note = "--" + f.name.replace("_", "-"), f"{notes.get(f.name, '')} (default {f.default})".strip()
+        if isinstance(f.default, bool):
+            pr.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=note)
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
-            pr.add_argument(flag, type=kind, default=f.default, required=f.name == "data", help=f"default {f.default}")
+            pr.add_argument(flag, type=kind, default=f.default, required=f.name == "data", help=note)
     pr.add_argument("--quiet", action="store_true", help="no progress bars")
     pd = sub.add_parser("demo-data", help="build the offline training set from examples/")
     pd.add_argument("--out", default=DemoDataConfig.out)

@@ -107,7 +107,8 @@ def load_tensors(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RESTRICTED)
     except Exception as e:  # noqa: BLE001
-        raise InputError(f"{path}: cannot read tensors from this file ({type(e).__name__}: {e})") from None
+        reason = (str(e).splitlines() or [""])[0][:120]
+        raise InputError(f"{path}: not a PyTorch checkpoint we can read ({type(e).__name__}: {reason})") from None
 
 
 # --------------------------------------------------------------------------------------------- upstream

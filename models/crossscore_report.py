@@ -87,7 +87,7 @@ def _figure(items, checkpoint: str, path: Path, short_side: int) -> None:
     m = predict(collate([s]))[0].numpy()
     write_figure(path, to_hwc(s.query), m, [to_hwc(r) for r in s.refs], s.target.numpy(),
                  title=f"held-out {it.method} render {it.scene}/{it.query.name}",
-                 ref_names=[p.name for p in s.ref_paths])
+                 ref_names=[p.name for p in s.ref_paths], dpi=56)
 
 
 def main(argv: list[str] | None = None) -> int:

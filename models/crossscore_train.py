@@ -41,7 +41,7 @@ class TrainConfig:
 
     data: str = ""  # dataset root (upstream or simple layout, see models/crossscore_data.py)
     name: str = "crossscore"  # run folder <runs_dir>/<name>/
-    runs_dir: str = str(RUNS_DIR)
+    runs_dir: str = str(RUNS_DIR)  # parent folder of the run folders
     backbone: str = "facebook/dinov2-small"  # "tiny" (random, trainable) | transformers folder | cached hub id
     init: str | None = None  # start from this checkpoint (folder or upstream .ckpt) instead of a fresh head
     n_ref: int = CROSSSCORE_N_REF  # references per query; 0 = the no-reference variant

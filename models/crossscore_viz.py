@@ -40,7 +40,8 @@ def to_hwc(img) -> np.ndarray:
 
 
 def write_figure(path: Path, query: np.ndarray, pred: np.ndarray, refs: Sequence[np.ndarray],
-                 true: np.ndarray | None = None, title: str = "", ref_names: Sequence[str] = ()) -> None:
+                 true: np.ndarray | None = None, title: str = "", ref_names: Sequence[str] = (),
+                 dpi: int = 72) -> None:
     """Query, predicted map (with its mean), the true map when known, and the references used."""
     import matplotlib
 
@@ -66,6 +67,6 @@ def write_figure(path: Path, query: np.ndarray, pred: np.ndarray, refs: Sequence
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=72)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())

@@ -63,10 +63,10 @@ def test_two_step_train_writes_run(model):
 
 
 def test_resume_is_exact(data, tmp_path):
-    assert _train(data, tmp_path, "straight", 4) == 0
-    assert _train(data, tmp_path, "split", 2) == 0
-    assert _train(data, tmp_path, "split", 2) == 2  # refuses to overwrite a run without --resume
-    assert _train(data, tmp_path, "split", 4, "--resume") == 0
+    assert _train(data, tmp_path, "straight", 3) == 0
+    assert _train(data, tmp_path, "split", 1) == 0
+    assert _train(data, tmp_path, "split", 1) == 2  # refuses to overwrite a run without --resume
+    assert _train(data, tmp_path, "split", 3, "--resume") == 0
     a = torch.load(tmp_path / "straight" / "model" / "model.pth", weights_only=True)
     b = torch.load(tmp_path / "split" / "model" / "model.pth", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
