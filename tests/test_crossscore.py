@@ -208,3 +208,11 @@ def test_discover_layouts_and_targets(tmp_path):
 
 def batch_ok(b) -> bool:
     return b["refs"].shape == (2, 2, 3, 28, 42) and b["ref_valid"].tolist() == [[True, True], [True, False]]
+
+
+def test_full_size_parameter_counts_match_the_spec():
+    from consts import CROSSSCORE_DINOV2_SMALL
+
+    net = CrossScoreNet(CrossScoreConfig(backbone_config=dict(CROSSSCORE_DINOV2_SMALL)))  # random, no download
+    assert net.n_trainable() == 3_184_708  # spec: ≈ 3.18 M trainable (decoder + head)
+    assert round(sum(p.numel() for p in net.parameters()) / 1e6, 1) == 25.9  # with the table and the backbone
