@@ -127,6 +127,7 @@ def run_predict(cfg: PredictConfig) -> int:
     short = _short_side(cfg.short_side, cfg.checkpoint)
     predict = net_predictor(net, dev, fp16=True)
     items = [Item(q, pool, gts.get(q)) for q in queries]
+    stems = [q.stem for q in queries]
     rows = []
     from tqdm import tqdm
 
@@ -148,7 +149,7 @@ def run_predict(cfg: PredictConfig) -> int:
                 maps[j] = m
         for j, (it, s) in enumerate(zip(group, samples, strict=True)):
             m = maps[j].numpy()
-            stem = it.query.stem
+            stem = it.query.stem if stems.count(it.query.stem) == 1 else it.query.name  # a.png + a.jpg
             write_png(out / "maps" / f"{stem}.png", turbo(m))
             write_npy(out / "maps" / f"{stem}.npy", m)
             true = s.target.numpy() if s.target is not None else None
