@@ -40,7 +40,7 @@ clean:
 # and of the constant map -> benchmarks/crossscore_demo.{json,md} and docs/crossscore_demo.png.
 CS_DATA  ?= runs/crossscore-demo-data
 CS_CKPT  ?= checkpoints/crossscore-tiny
-CS_STEPS ?= 1500
+CS_STEPS ?= 3000
 CS_FLAGS ?= --backbone tiny --short-side 112 --crop 112 --batch-size 8 --steps $(CS_STEPS) --threads 1 \
             --device cpu --save-every 250 --fig-every 250 --log-every 25
 .PHONY: crossscore-demo crossscore-test
