@@ -157,3 +157,27 @@ NS_METHODS: Final = {
     "nerfacto-huge": NsMethod("nerfacto-huge", gpu_minutes=180),
 }
 assert set(NS_METHODS) == set(TRAIN_METHODS)
+
+
+# --------------------------------------------------------------------------------------------- CrossScore
+# (appended by the CrossScore issue; facts: ../shared/specs/crossscore.md)
+IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
+IMAGENET_STD: Final = (0.229, 0.224, 0.225)
+# facebook/dinov2-small as a local config: the upstream checkpoint's backbone is built from this, then filled.
+CROSSSCORE_DINOV2_SMALL: Final = {
+    "hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "mlp_ratio": 4, "image_size": 518,
+    "patch_size": 14, "layer_norm_eps": 1e-6, "layerscale_value": 1.0, "qkv_bias": True, "use_swiglu_ffn": False,
+    "hidden_act": "gelu",
+}  # fmt: skip
+# `--backbone tiny`: a small randomly initialised, trainable DINOv2 for offline training on a CPU.
+CROSSSCORE_TINY_BACKBONE: Final = {
+    "hidden_size": 96, "num_hidden_layers": 4, "num_attention_heads": 4, "mlp_ratio": 2, "image_size": 112,
+    "patch_size": 14, "layer_norm_eps": 1e-6, "layerscale_value": 1.0, "qkv_bias": True, "use_swiglu_ffn": False,
+    "hidden_act": "gelu",
+}  # fmt: skip
+CROSSSCORE_N_REF: Final = 5  # references per query (upstream)
+CROSSSCORE_PREDICT_SHORT_SIDE: Final = 518  # predict: resize the short side to this (upstream)
+CROSSSCORE_TRAIN_SHORT_SIDE: Final = 540  # train: resize short side, then random crop (upstream)
+CROSSSCORE_TRAIN_CROP: Final = 518
+CROSSSCORE_TINY_DIR: Final = CHECKPOINTS_DIR / "crossscore-tiny"  # made by `make crossscore-demo`
+CROSSSCORE_UPSTREAM_CKPT: Final = "CrossScore-v1.0.0.ckpt"  # 129 MB Lightning checkpoint (not fetchable here)

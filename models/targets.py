@@ -60,13 +60,15 @@ def _blur(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
 
 
 def ssim_map(
-    a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, padding: Literal["valid", "reflect"] = "reflect",
+    a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0,
+    padding: Literal["valid", "reflect", "zero"] = "reflect",
     win_size: int = 11, sigma: float = 1.5,
 ) -> torch.Tensor:  # fmt: skip
     """Per-pixel SSIM of (B, C, H, W) float images in [0, data_range]: Gaussian window, C1=(0.01·L)², C2=(0.03·L)².
 
     ``padding="reflect"`` returns a map of the input size (borders from reflected neighbours, for per-pixel
-    targets); ``"valid"`` returns the (H − 10, W − 10) interior only (the usual convention for a mean SSIM).
+    targets); ``"zero"`` too, with zero padding (the pytorch-ssim recipe CrossScore's targets use);
+    ``"valid"`` returns the (H − 10, W − 10) interior only (the usual convention for a mean SSIM).
     Computed in float32 at least (float64 inputs stay float64).
     """
     if a.shape != b.shape or a.dim() != 4:
@@ -74,9 +76,9 @@ def ssim_map(
                          f"{tuple(b.shape)}")
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
     a, b = a.to(dtype), b.to(dtype)
-    if padding == "reflect":
-        p = win_size // 2
-        a, b = F.pad(a, (p, p, p, p), mode="reflect"), F.pad(b, (p, p, p, p), mode="reflect")
+    if padding in ("reflect", "zero"):
+        p, mode = win_size // 2, "reflect" if padding == "reflect" else "constant"
+        a, b = F.pad(a, (p, p, p, p), mode=mode), F.pad(b, (p, p, p, p), mode=mode)
     win = gaussian_window(win_size, sigma)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     n = a.shape[0]

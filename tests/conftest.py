@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a hub during tests
 sys.path.insert(0, str(ROOT))
 
 from consts import CHECKPOINTS_DIR, RELEASED, SHARED_DIR  # noqa: E402

@@ -1,0 +1,229 @@
+"""CrossScore checkpoints: our folder format and upstream's Lightning ``CrossScore-v1.0.0.ckpt``.
+
+Our format is a folder with ``config.json`` (:class:`CrossScoreConfig`) and ``model.pth`` (a plain state_dict
+of the whole network, or a training checkpoint ``{"model": state_dict, ...}``), read with
+``torch.load(weights_only=True)``.
+
+The upstream file is a Lightning checkpoint: ``state_dict`` holds ``model.backbone.*`` (DINOv2 in the
+parameter names of transformers 4.x), ``model.pos_enc_fn.PE``, ``model.ref_cross.attn.layers.{i}.*`` and
+``model.ref_cross.head.{0,2}.*``. It is read for its tensors only: first with ``weights_only=True``; if the
+file holds other objects (Lightning hyper-parameters, callback states), with an allow-list unpickler that
+rebuilds tensors and plain containers and turns every other class into an inert stub, so no code from the
+file runs. The backbone is built from a local config (DINOv2-S, or one inferred from the tensor shapes) and
+every tensor is filled from the file; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import pickle
+import re
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from consts import CKPT_CONFIG, CKPT_WEIGHTS
+from models.checkpoints import atomic_write_bytes, atomic_write_json, sha256_file
+from models.crossscore import CrossScoreConfig, CrossScoreNet
+from models.frames import InputError
+
+log = logging.getLogger(__name__)
+PREFIX = "model."
+# DINOv2 parameter names: transformers 4.x (upstream checkpoint) -> transformers 5.x (installed).
+_LEGACY = (
+    (".attention.attention.query.", ".attention.q_proj."),
+    (".attention.attention.key.", ".attention.k_proj."),
+    (".attention.attention.value.", ".attention.v_proj."),
+    (".attention.output.dense.", ".attention.o_proj."),
+)
+_MODERN_TO_LEGACY = tuple((b, a) for a, b in _LEGACY)
+
+
+def _rename(key: str, pairs: tuple[tuple[str, str], ...]) -> str:
+    for a, b in pairs:
+        key = key.replace(a, b)
+    return key
+
+
+def to_upstream(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our state_dict -> upstream Lightning ``state_dict`` keys (``model.`` prefix, legacy DINOv2 names)."""
+    return {PREFIX + _rename(k, _MODERN_TO_LEGACY): v for k, v in state.items()}
+
+
+def from_upstream(state: dict[str, torch.Tensor], ours: set[str]) -> dict[str, torch.Tensor]:
+    """Upstream ``state_dict`` -> our keys. ``ours`` (our model's keys) decides which DINOv2 naming is live."""
+    legacy_live = any(".attention.attention.query." in k for k in ours)
+    out = {}
+    for k, v in state.items():
+        if not k.startswith(PREFIX):
+            continue
+        k = k[len(PREFIX):]
+        out[k if legacy_live else _rename(k, _LEGACY)] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------------- safe loading
+class _Stub:
+    """Stands in for any class the allow-list refuses: takes any arguments and state, runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _TensorsOnlyUnpickler(pickle.Unpickler):
+    _ALLOWED = {
+        ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+        ("torch._utils", "_rebuild_parameter_with_state"), ("collections", "OrderedDict"),
+        ("torch", "Size"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
+    }  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return collections.OrderedDict if name == "OrderedDict" else super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        return type(name, (_Stub,), {"__module__": "stub." + module})
+
+
+_RESTRICTED = types.SimpleNamespace(Unpickler=_TensorsOnlyUnpickler, __name__="tensors_only",
+                                    load=lambda f, **kw: _TensorsOnlyUnpickler(f, **kw).load())
+
+
+def load_tensors(path: Path) -> Any:
+    """``torch.load`` that never runs code from the file (see the module docstring)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # other objects beside the tensors (Lightning): retry with stubs for them
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
+        raise InputError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}); check the file") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RESTRICTED)
+    except Exception as e:  # noqa: BLE001
+        reason = (str(e).splitlines() or [""])[0][:120]
+        raise InputError(f"{path}: not a PyTorch checkpoint we can read ({type(e).__name__}: {reason})") from None
+
+
+# --------------------------------------------------------------------------------------------- upstream
+def infer_backbone_config(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """DINOv2 shape from the backbone tensors (heads = hidden / 64, the DINOv2 family's rule)."""
+    from consts import CROSSSCORE_DINOV2_SMALL
+
+    try:
+        hidden = state["backbone.embeddings.cls_token"].shape[-1]
+        proj = state["backbone.embeddings.patch_embeddings.projection.weight"]
+        n_pos = state["backbone.embeddings.position_embeddings"].shape[1] - 1
+        layers = {int(m.group(1)) for k in state if (m := re.match(r"backbone\.encoder\.layer\.(\d+)\.", k))}
+        fc1 = state["backbone.encoder.layer.0.mlp.fc1.weight"].shape[0]
+    except KeyError as e:
+        raise InputError(f"checkpoint has no backbone tensor {e}; not a CrossScore checkpoint") from None
+    patch = proj.shape[-1]
+    return {**CROSSSCORE_DINOV2_SMALL, "hidden_size": hidden, "num_hidden_layers": len(layers),
+            "num_attention_heads": max(1, hidden // 64), "mlp_ratio": fc1 // hidden, "patch_size": patch,
+            "image_size": round(n_pos**0.5) * patch}
+
+
+def load_upstream(path: Path, backbone_config: dict[str, Any] | None = None) -> CrossScoreNet:
+    """Build a network from upstream's Lightning checkpoint, filling every tensor from the file."""
+    obj = load_tensors(path)
+    sd = obj.get("state_dict") if isinstance(obj, dict) else None
+    if not isinstance(sd, dict) or not any(k.startswith("model.ref_cross.") for k in sd):
+        raise InputError(f"{path}: no `state_dict` with model.ref_cross.* tensors; not a CrossScore checkpoint "
+                         "(expected CrossScore-v1.0.0.ckpt or a folder with config.json + model.pth)")
+    plain = {k[len(PREFIX):]: v for k, v in sd.items() if k.startswith(PREFIX)}
+    bcfg = {**infer_backbone_config({k: v for k, v in plain.items() if k.startswith("backbone.")}),
+            **(backbone_config or {})}
+    pe = plain.get("pos_enc_fn.PE")
+    layers = {int(m.group(1)) for k in plain if (m := re.match(r"ref_cross\.attn\.layers\.(\d+)\.", k))}
+    if pe is None or not layers:
+        raise InputError(f"{path}: missing pos_enc_fn.PE or decoder layers; not a CrossScore checkpoint")
+    ff = plain["ref_cross.attn.layers.0.linear1.weight"].shape[0]
+    cfg = CrossScoreConfig(backbone=str(path), backbone_config=bcfg, pe_h=pe.shape[1], pe_w=pe.shape[2],
+                           n_layers=len(layers), ff_dim=ff)
+    net = CrossScoreNet(cfg)
+    state = from_upstream(sd, set(net.state_dict()))
+    state.setdefault("img_mean_std", net.img_mean_std)  # a buffer upstream has; constant anyway
+    _fill(net, state, path)
+    return net.eval()
+
+
+def _fill(net: CrossScoreNet, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise InputError(f"{path}: tensors do not fit the network ({(lines[1] if len(lines) > 1 else lines[0])[:200]});"
+                         " wrong checkpoint for this backbone/config?") from None
+
+
+# --------------------------------------------------------------------------------------------- our format
+def save_model(folder: Path, net: CrossScoreNet, extra: dict[str, Any] | None = None) -> None:
+    """Write ``config.json`` + ``model.pth`` (plain state_dict), atomically."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)
+    atomic_write_bytes(folder / CKPT_WEIGHTS, buf.getvalue())
+    atomic_write_json(folder / CKPT_CONFIG, {**net.cfg.to_dict(), **({"meta": extra} if extra else {})})
+
+
+def load_model(path: str | Path, backbone: str | None = None) -> tuple[CrossScoreNet, dict[str, Any]]:
+    """A CrossScore network from our folder (or a ``.pth`` inside one) or an upstream ``.ckpt`` file.
+
+    ``backbone`` (a folder with a DINOv2 ``config.json``) overrides the shape used for an upstream file.
+    Returns the network (eval mode) and provenance for results files.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: checkpoint not found; run `make crossscore-demo` for the offline model, or pass "
+                         "--checkpoint FOLDER|CrossScore-v1.0.0.ckpt")
+    if p.is_file() and p.suffix != ".pth":
+        bcfg = None
+        if backbone and (Path(backbone) / "config.json").is_file():  # a transformers folder's config.json
+            raw = json.loads((Path(backbone) / "config.json").read_text())
+            bcfg = {k: raw[k] for k in _bb_keys() if k in raw}
+        net = load_upstream(p, bcfg)
+        return net, {"checkpoint": str(p), "checkpoint_sha256": sha256_file(p), "format": "upstream-lightning"}
+    folder, weights = (p.parent, p) if p.is_file() else (p, p / CKPT_WEIGHTS)
+    cfg_path = folder / CKPT_CONFIG
+    if not cfg_path.is_file() or not weights.is_file():
+        raise InputError(f"{folder}: needs {CKPT_CONFIG} and {CKPT_WEIGHTS}; not a CrossScore checkpoint folder")
+    try:
+        d = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{cfg_path}: unreadable ({e}); re-create the checkpoint") from None
+    d.pop("meta", None)
+    cfg = CrossScoreConfig.from_dict(d, str(cfg_path))
+    if not cfg.backbone_config:
+        raise InputError(f"{cfg_path}: no backbone_config; not written by crossscore.py train")
+    state = load_tensors(weights)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise InputError(f"{weights}: not a state_dict; not a CrossScore checkpoint")
+    net = CrossScoreNet(cfg)
+    _fill(net, state, weights)
+    return net.eval(), {"checkpoint": str(folder), "checkpoint_sha256": sha256_file(weights), "format": "folder"}
+
+
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """What ``crossscore.py train`` recorded beside the weights (n_ref, sizes, mean target); {} for upstream."""
+    p = Path(path)
+    cfg = (p if p.is_dir() else p.parent) / CKPT_CONFIG
+    try:
+        return dict(json.loads(cfg.read_text()).get("meta", {})) if cfg.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _bb_keys() -> set[str]:
+    from consts import CROSSSCORE_DINOV2_SMALL
+
+    return set(CROSSSCORE_DINOV2_SMALL)

@@ -1,0 +1,72 @@
+"""CrossScore pictures: turbo score maps, float maps and summary figures, all written atomically."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from models.checkpoints import atomic_write_bytes
+
+
+def turbo(m: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
+    """(H, W) float map -> (H, W, 3) uint8 with matplotlib's turbo colormap over [vmin, vmax] (upstream)."""
+    from matplotlib import colormaps
+
+    x = np.clip((np.asarray(m, np.float64) - vmin) / (vmax - vmin), 0.0, 1.0)
+    return (colormaps["turbo"](x)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_npy(path: Path, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr, np.float32))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def to_hwc(img) -> np.ndarray:
+    """(3, H, W) tensor/array in [0, 1] -> (H, W, 3) uint8."""
+    a = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
+    return (np.clip(a.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def write_figure(path: Path, query: np.ndarray, pred: np.ndarray, refs: Sequence[np.ndarray],
+                 true: np.ndarray | None = None, title: str = "", ref_names: Sequence[str] = (),
+                 dpi: int = 72) -> None:
+    """Query, predicted map (with its mean), the true map when known, and the references used."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    top = 3 if true is not None else 2
+    cols = max(top, len(refs), 1)
+    fig, axes = plt.subplots(2 if refs else 1, cols, figsize=(3.2 * cols, 2.9 * (2 if refs else 1)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    axes[0, 0].imshow(query)
+    axes[0, 0].set_title("query", fontsize=9)
+    axes[0, 1].imshow(pred, cmap="turbo", vmin=0, vmax=1)
+    axes[0, 1].set_title(f"predicted SSIM map, mean {float(np.mean(pred)):.3f}", fontsize=9)
+    if true is not None:
+        axes[0, 2].imshow(true, cmap="turbo", vmin=0, vmax=1)
+        axes[0, 2].set_title(f"true SSIM map, mean {float(np.mean(true)):.3f}", fontsize=9)
+    for i, r in enumerate(refs):
+        axes[1, i].imshow(r)
+        axes[1, i].set_title(ref_names[i] if i < len(ref_names) else f"reference {i + 1}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

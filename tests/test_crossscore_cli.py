@@ -1,0 +1,128 @@
+"""crossscore.py end to end on a tiny dataset made in code: train, resume, predict, test, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import crossscore  # noqa: E402
+
+SIZE = (42, 28)  # width, height: 3 x 2 patches
+
+
+def _scene(root: Path, rng) -> None:
+    """scene/{a,b}: gt images (smooth random) and two kinds of renders with the same names."""
+    for split in ("a", "b"):
+        for i in range(3):
+            base = rng.random((4, 5, 3))
+            gt = (np.kron(base, np.ones((7, 9, 1)))[:SIZE[1], :SIZE[0]] * 255).astype(np.uint8)
+            name = f"{split}{i}.png"
+            for sub, img in (("gt", gt), ("renders/noise", np.clip(gt + rng.normal(0, 40, gt.shape), 0, 255)),
+                             ("renders/flat", np.full_like(gt, 128))):
+                (root / "scene" / split / sub).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.asarray(img, np.uint8)).save(root / "scene" / split / sub / name)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cs") / "data"
+    _scene(root, np.random.default_rng(0))
+    return root
+
+
+def _train(data: Path, runs: Path, name: str, steps: int, *extra: str) -> int:
+    return crossscore.main(["train", "--data", str(data), "--backbone", "tiny", "--name", name, "--runs-dir",
+                            str(runs), "--steps", str(steps), "--batch-size", "2", "--short-side", "0", "--crop", "28",
+                            "--n-ref", "2", "--log-every", "1", "--save-every", "2", "--fig-every", "2",
+                            "--device", "cpu", "--quiet", *extra])
+
+
+@pytest.fixture(scope="module")
+def model(data, tmp_path_factory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    assert _train(data, runs, "two", 2) == 0
+    return runs / "two"
+
+
+def test_two_step_train_writes_run(model):
+    assert {"config.json", "metrics.jsonl", "state.pth", "model", "figures"} <= {p.name for p in model.iterdir()}
+    lines = [json.loads(ln) for ln in (model / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2] and all(r["l1"] > 0 for r in lines)
+    meta = json.loads((model / "model" / "config.json").read_text())["meta"]
+    assert meta["n_ref"] == 2 and 0 < meta["train_target_mean"] < 1
+    assert (model / "figures" / "step_000002.png").is_file()
+
+
+def test_resume_is_exact(data, tmp_path):
+    assert _train(data, tmp_path, "straight", 3) == 0
+    assert _train(data, tmp_path, "split", 1) == 0
+    assert _train(data, tmp_path, "split", 1) == 2  # refuses to overwrite a run without --resume
+    assert _train(data, tmp_path, "split", 3, "--resume") == 0
+    a = torch.load(tmp_path / "straight" / "model" / "model.pth", weights_only=True)
+    b = torch.load(tmp_path / "split" / "model" / "model.pth", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_predict_outputs(data, model, tmp_path):
+    q = data / "scene" / "a" / "renders" / "noise"
+    out = tmp_path / "pred"
+    rc = crossscore.main(["predict", str(q), "--references", str(data / "scene" / "b" / "gt"), "--gt",
+                          str(data / "scene" / "a" / "gt"), "--checkpoint", str(model / "model"), "--n-ref", "5",
+                          "--out", str(out), "--quiet"])
+    assert rc == 0
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert [r["image"] for r in rows] == [str(q / f"a{i}.png") for i in range(3)]
+    for r in rows:
+        m = np.load(out / r["map_npy"])
+        assert m.shape == (28, 42) and float(r["pred_ssim"]) == pytest.approx(float(m.mean()), abs=1e-6)
+        assert 0 <= float(r["true_ssim"]) <= 1
+        assert r["references"].split(";") == [str(data / "scene" / "b" / "gt" / f"b{i}.png") for i in range(3)]
+        assert Image.open(out / r["map_png"]).size == (42, 28)
+        assert (out / r["figure"]).is_file()
+    meta = json.loads((out / "scores.json").read_text())
+    assert meta["config"]["n_ref"] == 5 and meta["checkpoint_sha256"]
+
+
+def test_test_command_tables(data, model, tmp_path):
+    for baseline in ("none", "constant"):
+        out = tmp_path / baseline
+        rc = crossscore.main(["test", "--data", str(data), "--checkpoint", str(model / "model"), "--baseline",
+                              baseline, "--short-side", "0", "--out", str(out), "--quiet"])
+        assert rc == 0
+        rows = {(r["dataset"], r["method"]): r for r in csv.DictReader(open(out / "summary.csv"))}
+        assert set(rows) == {("data", "flat"), ("data", "noise"), ("all", "all")} and rows[("all", "all")]["n"] == "12"
+    const = list(csv.DictReader(open(tmp_path / "constant" / "per_image.csv")))
+    assert len({r["pred_ssim"] for r in const}) == 1
+
+
+def test_bad_input_one_line_errors(data, model, tmp_path, caplog):
+    q = str(data / "scene" / "a" / "renders" / "noise" / "a0.png")
+    only = tmp_path / "only"  # a reference folder holding nothing but the query itself
+    ck = ["--checkpoint", str(model / "model"), "--out", str(tmp_path / "o"), "--quiet"]
+    cases = [
+        (["predict", q, "--references", str(tmp_path / "missing")] + ck, "reference folder not found"),
+        (["predict", str(only / "a0.png"), "--references", str(only)] + ck, "no reference image"),
+        (["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--gt", str(tmp_path / "big.png")] + ck,
+         "must have one size"),
+        (["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--checkpoint", str(tmp_path / "x.ckpt"),
+          "--quiet"], "not a PyTorch checkpoint"),
+    ]
+    only.mkdir()
+    Image.open(q).save(only / "a0.png")
+    Image.new("RGB", (50, 30)).save(tmp_path / "big.png")
+    (tmp_path / "x.ckpt").write_bytes(b"\x00" * 64)
+    for argv, msg in cases:
+        caplog.clear()
+        assert crossscore.main(argv) == 2, argv
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and msg in errors[0] and "\n" not in errors[0], (msg, errors)
+    assert not (tmp_path / "o" / "scores.csv").exists()
