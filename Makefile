@@ -35,7 +35,7 @@ clean:
 	rm -rf $(VENV) .cache checkpoints runs .pytest_cache .ruff_cache
 
 # --------------------------------------------------------------------------------------------- evaluate.py
-.PHONY: eval degrade
+.PHONY: eval degrade degrade-control
 
 ## eval: benchmark tables (SRCC/PLCC/KRCC/RMSE) on benchmark_bank/ -> runs/benchmark-v0.0.1/ (needs the bank's frames)
 eval: setup
@@ -44,6 +44,13 @@ eval: setup
 ## degrade: graded-degradation benchmark of the released model on examples/ -> runs/degrade-v0.0.1/
 degrade: setup
 	$(PY) evaluate.py --degrade --threads 1
+
+## degrade-control: the regressor-free degradation score of a seeded *untrained* encoder (the baseline to beat)
+degrade-control: setup
+	$(PY) -c "import json, torch; from pathlib import Path; from models.nvs_sqa import ModelConfig, SequenceModel; \
+	torch.manual_seed(0); d = Path('runs/random-init'); d.mkdir(parents=True, exist_ok=True); \
+	(d / 'config.json').write_text(json.dumps(ModelConfig().to_dict())); torch.save(SequenceModel().state_dict(), d / 'model.pth')"
+	$(PY) evaluate.py --degrade --threads 1 --checkpoint runs/random-init --name degrade-random-init
 
 # --------------------------------------------------------------------------------------------- preprocess.py
 ## preprocess-plan: the full nerfstudio render plan (every command + GPU-hour estimate), runs nothing
