@@ -144,7 +144,8 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, source_sha256: s
     return Regressor(w.astype(np.float32), float(ym - xm @ w), float(alpha), source_sha256)
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation in float64; NaN when either input is constant."""
     a, b = a - a.mean(), b - b.mean()
     den = math.sqrt(float(a @ a) * float(b @ b))
     return float(a @ b) / den if den > 0 else math.nan
@@ -157,7 +158,7 @@ def correlations(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
     if len(p) < 2 or np.ptp(p) == 0 or np.ptp(t) == 0:
         return {"srcc": math.nan, "plcc": math.nan, "krcc": math.nan, **out}
     return {
-        "srcc": _pearson(stats.rankdata(p), stats.rankdata(t)), "plcc": _pearson(p, t),
+        "srcc": pearson(stats.rankdata(p), stats.rankdata(t)), "plcc": pearson(p, t),
         "krcc": float(stats.kendalltau(p, t).statistic), **out,
     }  # fmt: skip
 

@@ -23,12 +23,14 @@ import numpy as np
 import torch
 
 from consts import CROSSSCORE_N_REF, CROSSSCORE_TRAIN_CROP, CROSSSCORE_TRAIN_SHORT_SIDE, RUNS_DIR
+from models import benchmark
 from models.checkpoints import atomic_write_bytes, atomic_write_json
 from models.crossscore import CrossScoreConfig, CrossScoreNet
 from models.crossscore_ckpt import checkpoint_meta, load_model, load_tensors, save_model
 from models.crossscore_data import Item, batches_by_size, collate, discover_items, load_sample
 from models.crossscore_viz import to_hwc, write_figure
 from models.frames import InputError, prefetch
+from models.nvs_sqa import resolve_device
 from models.results import stamp
 from models.ssim import psnr_from_l1
 
@@ -61,12 +63,6 @@ class TrainConfig:
     save_every: int = 100
     resume: bool = False  # continue runs/<name>/state.pth exactly
     out_checkpoint: str | None = None  # also write the final model folder here (e.g. checkpoints/crossscore-tiny)
-
-
-def _device(name: str) -> torch.device:
-    from models.nvs_sqa import resolve_device
-
-    return resolve_device(name)
 
 
 def build_net(cfg: TrainConfig) -> CrossScoreNet:
@@ -102,9 +98,7 @@ def make_batch(items: Sequence[Item], cfg: TrainConfig, step: int) -> dict[str, 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     """Pixel Pearson correlation of two maps (nan when either is constant)."""
-    a, b = a.double().flatten() - a.double().mean(), b.double().flatten() - b.double().mean()
-    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else float("nan")
+    return benchmark.pearson(a.detach().double().flatten().cpu().numpy(), b.detach().double().flatten().cpu().numpy())
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -112,7 +106,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     from tqdm import tqdm
 
     run = Path(cfg.runs_dir) / cfg.name
-    dev = _device(cfg.device)
+    dev = resolve_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     items = discover_items(Path(cfg.data))
@@ -278,5 +272,5 @@ def make_predictor(checkpoint: str, baseline: str = "none", backbone: str | None
         return constant_predictor(value, net.patch), n, {**info, "baseline": "constant", "constant": value}
     if baseline != "none":
         raise InputError(f"--baseline {baseline}: unknown; use none or constant")
-    dev = _device(device)
+    dev = resolve_device(device)
     return net_predictor(net.to(dev), dev, fp16=True), n, {**info, "device": str(dev)}
