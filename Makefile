@@ -14,7 +14,7 @@ $(STAMP): requirements.txt
 
 ## setup: venv + released NVS-SQA weights (downloaded, sha256-verified, unpacked into checkpoints/)
 setup: $(STAMP)
-	$(PY) -m models.checkpoints
+	$(PY) -m models.nvs_sqa.checkpoint
 
 ## demo: score the two example sequences
 demo: setup
@@ -29,7 +29,7 @@ lint: $(STAMP)
 
 ## bench: our engine vs the upstream wheel's own inference code -> benchmarks/scorer.{json,md}
 bench: setup
-	$(PY) -m models.bench
+	$(PY) -m models.nvs_sqa.bench
 
 clean:
 	rm -rf $(VENV) .cache checkpoints runs .pytest_cache .ruff_cache
@@ -70,7 +70,7 @@ DEMO_RUN := runs/train-demo
 
 ## demo-renders: the two example sequences laid out as a tiny training set (symlinks in the git-ignored renders/)
 demo-renders: $(STAMP)
-	$(PY) -c "from models.pairs import link_example_renders; link_example_renders('renders')"
+	$(PY) -c "from models.training.pairs import link_example_renders; link_example_renders('renders')"
 
 ## train-demo: cpu-smoke training on the examples (a few minutes on 2 CPU cores), then the degradation benchmark
 train-demo: setup demo-renders
@@ -81,7 +81,7 @@ train-demo: setup demo-renders
 
 ## bench-train: training throughput + step-time split (smoke and paper presets) -> benchmarks/train-cpu.{json,md}
 bench-train: setup demo-renders
-	$(PY) -m models.bench_train --renders renders
+	$(PY) -m models.training.bench --renders renders
 
 # ------------------------------------------------------------------------------------------------ CrossScore
 # crossscore-demo: the offline CrossScore model, trained on this CPU in minutes from examples/ (no download):
@@ -98,7 +98,7 @@ crossscore-demo: $(STAMP)
 	$(PY) crossscore.py demo-data --out $(CS_DATA)
 	$(PY) crossscore.py train --data $(CS_DATA)/train --name crossscore-tiny $(CS_FLAGS) --out-checkpoint $(CS_CKPT)
 	$(PY) crossscore.py train --data $(CS_DATA)/train --name crossscore-tiny-noref --n-ref 0 $(CS_FLAGS)
-	$(PY) -m models.crossscore_report --data $(CS_DATA)/heldout --checkpoint $(CS_CKPT) \
+	$(PY) -m models.crossscore.report --data $(CS_DATA)/heldout --checkpoint $(CS_CKPT) \
 	    --noref runs/crossscore-tiny-noref/model --threads 1
 
 ## crossscore-test: the CrossScore tests only

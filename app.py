@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from consts import EXAMPLES_DIR
-from models.frames import InputError, discover, open_sequence
+from models.errors import InputError
+from models.frames import discover, open_sequence
 from models.results import JOD_HELP, check_writable, stamp, table, write_csv, write_json, write_npz
 
 log = logging.getLogger("app")

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from consts import CROSSSCORE_N_REF, CROSSSCORE_PREDICT_SHORT_SIDE, CROSSSCORE_TINY_DIR, EXAMPLES_DIR, RUNS_DIR
-from models.crossscore_train import TrainConfig
-from models.frames import InputError
+from models.crossscore.train import TrainConfig
+from models.errors import InputError
 
 log = logging.getLogger("crossscore")
 SCORE_HELP = "scores are SSIM values in [0, 1] predicted per pixel (1 = identical to the unseen ground truth)"
@@ -82,7 +82,7 @@ class DemoDataConfig:
 
 def _short_side(requested: int, checkpoint: str) -> int:
     """-1: the size the checkpoint was trained at (its crop), else upstream's 518."""
-    from models.crossscore_ckpt import checkpoint_meta
+    from models.crossscore.checkpoint import checkpoint_meta
 
     if requested >= 0:
         return requested
@@ -94,13 +94,13 @@ def run_predict(cfg: PredictConfig) -> int:
     import numpy as np
     import torch
 
-    from models.crossscore_ckpt import load_model
-    from models.crossscore_data import Item, collate, list_images, load_sample
-    from models.crossscore_train import net_predictor
-    from models.crossscore_viz import to_hwc, turbo, write_figure, write_npy, write_png
+    from models.crossscore.checkpoint import load_model
+    from models.crossscore.data import Item, collate, list_images, load_sample
+    from models.crossscore.figures import to_hwc, turbo, write_figure, write_npy, write_png
+    from models.crossscore.train import net_predictor
     from models.frames import is_image
-    from models.nvs_sqa import resolve_device
     from models.results import check_writable, stamp, table, write_csv, write_json
+    from models.runtime import resolve_device
 
     qpath, rdir = Path(cfg.query), Path(cfg.references)
     if not qpath.exists():
@@ -170,8 +170,8 @@ def run_predict(cfg: PredictConfig) -> int:
 
 # --------------------------------------------------------------------------------------------- test
 def run_test(cfg: TestConfig) -> int:
-    from models.crossscore_data import discover_items
-    from models.crossscore_train import evaluate, make_predictor, summarise
+    from models.crossscore.data import discover_items
+    from models.crossscore.train import evaluate, make_predictor, summarise
     from models.results import check_writable, stamp, table, write_csv, write_json
 
     items = discover_items(Path(cfg.data))
@@ -284,12 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "test":
             return run_test(cfg)  # type: ignore[arg-type]
         if cmd == "train":
-            from models.crossscore_train import train
+            from models.crossscore.train import train
 
             tcfg, quiet = cfg  # type: ignore[misc]
             print(f"model written to {train(tcfg, progress=not quiet)}")
             return 0
-        from models.crossscore_demo import build_demo_dataset
+        from models.crossscore.demo import build_demo_dataset
 
         d: DemoDataConfig = cfg  # type: ignore[assignment]
         counts = build_demo_dataset([Path(s) for s in d.sources], Path(d.out), d.width, d.height, d.split_frame,

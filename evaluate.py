@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 import consts as C
-from models.checkpoints import atomic_write_bytes
-from models.frames import InputError
+from models.errors import InputError
+from models.results import atomic_write_bytes
 
 log = logging.getLogger("evaluate")
 
@@ -57,7 +57,7 @@ class EvalConfig:
     degrade: bool = False  # run the degradation benchmark instead of the benchmark tables
     inputs: list[str] = field(default_factory=lambda: [str(C.EXAMPLES_DIR)])  # sequences to degrade
     regressor: str | None = None  # regressor.json to score with (default: the checkpoint's own)
-    distortions: list[str] = field(default_factory=list)  # subset of models.degrade.DISTORTIONS; empty = all
+    distortions: list[str] = field(default_factory=list)  # subset of models.evaluation.degrade.DISTORTIONS; empty = all
     frames: int = 8  # frames per clip, evenly spaced over the sequence
     max_side: int = 320  # clips resized so that the longer side is at most this many pixels
 
@@ -97,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
     a = p.parse_args(argv)
     if a.batch_size < 0 or a.threads < 0 or a.splits < 0 or a.frames < 1 or a.max_side < 1 or a.alpha <= 0:
         p.error("--batch-size, --threads, --splits must be >= 0; --frames, --max-side, --alpha > 0")
-    from models.degrade import DISTORTIONS
+    from models.evaluation.degrade import DISTORTIONS
 
     distortions = [d for d in a.distortions.split(",") if d]
     if set(distortions) - set(DISTORTIONS):
@@ -125,10 +125,9 @@ def _load_model(cfg: EvalConfig):
 
 def run_benchmark(cfg: EvalConfig, out: Path) -> int:
     """The benchmark tables; returns the exit code."""
-    from models import benchmark as bm
-    from models.bank import FeatureCache, bank_features, scan_bank
-    from models.checkpoints import sha256_file
-    from models.results import stamp, write_csv, write_json, write_npz
+    from models.evaluation import protocol as bm
+    from models.evaluation.bank import FeatureCache, bank_features, scan_bank
+    from models.results import sha256_file, stamp, write_csv, write_json, write_npz
 
     labels = bm.load_labels(Path(cfg.labels))
     provenance: dict = {}
@@ -173,9 +172,9 @@ def run_benchmark(cfg: EvalConfig, out: Path) -> int:
                for k, p in zip(sorted(feats), preds, strict=True)], ["key", "split", "label", "prediction"])
     if summary:
         write_csv(out / "splits.csv", summary, list(summary[0]))
-    write_json(out / "results.json", bm.json_safe(stamp(
+    write_json(out / "results.json", stamp(
         config=asdict(cfg), labels=labels.source, missing=missing, scenes=main.scenes, datasets=main.datasets,
-        published=C.PUBLISHED_BENCHMARK, random_splits=summary, predictions=main.predictions, **provenance)))
+        published=C.PUBLISHED_BENCHMARK, random_splits=summary, predictions=main.predictions, **provenance))
     if cfg.save_regressor:
         _save_regressor(cfg, model, main.regressor, out)
     print(report)
@@ -187,7 +186,7 @@ def _save_regressor(cfg: EvalConfig, model, reg, out: Path) -> None:
     """regressor.json in the format app.py loads; from a bank, also checkpoint/ = config + weights + regressor."""
     import torch
 
-    from models.checkpoints import atomic_write_json
+    from models.results import atomic_write_json
 
     d = {"coef": [float(c) for c in reg.coef], "intercept": reg.intercept, "alpha": reg.alpha, "dtype": "float32",
          "source_sha256": reg.source_sha256, "fitted_by": "evaluate.py (train keys of the authoritative split)"}
@@ -207,11 +206,10 @@ def _save_regressor(cfg: EvalConfig, model, reg, out: Path) -> None:
 
 def run_degrade(cfg: EvalConfig, out: Path) -> int:
     """The degradation benchmark; returns the exit code."""
-    from models.benchmark import json_safe
-    from models.checkpoints import load_regressor
-    from models.degrade import feature_similarity, plot_degradations, prepare_clip, run_degradations
+    from models.evaluation.degrade import feature_similarity, plot_degradations, prepare_clip, run_degradations
     from models.frames import discover, open_sequence
     from models.nvs_sqa import MIN_FRAME_SIZE
+    from models.nvs_sqa.checkpoint import load_regressor
     from models.results import stamp, table, write_csv, write_json
 
     paths = [p for item in cfg.inputs for p in discover(Path(item))]
@@ -250,9 +248,9 @@ def run_degrade(cfg: EvalConfig, out: Path) -> int:
     atomic_write_bytes(out / "degrade.md", f"# Degradation benchmark: {_model_label(cfg)}\n\n{text}\n".encode())
     write_csv(out / "degrade_scores.csv", rows, ["sequence", "distortion", "level", "param", "score", "seconds"])
     write_csv(out / "degrade_srcc.csv", srcc, cols)
-    write_json(out / "degrade.json", json_safe(stamp(config=asdict(cfg), model=model.info, seconds=round(seconds, 2),
+    write_json(out / "degrade.json", stamp(config=asdict(cfg), model=model.info, seconds=round(seconds, 2),
                                             cpus=os.cpu_count(), load_average=os.getloadavg(), srcc=srcc,
-                                            srcc_mean=mean, scores=rows)))  # load: timings on a shared machine
+                                            srcc_mean=mean, scores=rows))  # load: timings on a shared machine
     atomic_write_bytes(out / "degrade.png", plot_degradations(rows, srcc))
     print(text)
     print(f"wrote degrade.md, degrade_scores.csv, degrade_srcc.csv, degrade.json, degrade.png to {out}")

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from consts import DATASETS_DIR, NS_METHODS, NS_OUTPUTS_DIR, RENDERS_DIR, RUNS_DIR, TRAIN_METHODS, TRAIN_SCENES
-from models.frames import InputError
-from models.jobs import ALREADY, FAILED, INTERRUPTED, SKIPPED, Job, exclusive, run_jobs
-from models.nerfstudio import COMMAND_ENV, Layout, NsEnv, plan, probe, problems
+from models.errors import InputError
+from models.preprocess.commands import COMMAND_ENV, Layout, NsEnv, plan, probe, problems
+from models.preprocess.jobs import ALREADY, FAILED, INTERRUPTED, SKIPPED, Job, exclusive, run_jobs
 from models.results import check_writable, stamp, table, write_json
 
 log = logging.getLogger("preprocess")
@@ -156,7 +156,7 @@ def show_plan(cfg: PreprocessConfig, jobs: list[Job], env: NsEnv, device: str, p
 
 def check(cfg: PreprocessConfig, jobs: list[Job], layout: Layout, env: NsEnv) -> int:
     """--check-cli: parse every planned command with nerfstudio's CLI; 0 when all parse as expected."""
-    from models.nerfstudio_check import check_cli
+    from models.preprocess.cli_check import check_cli
 
     print(f"checking {sum(bool(s.argv) for j in jobs for s in j.steps)} commands with nerfstudio {env.version} "
           f"({env.python}) ...", flush=True)

@@ -20,9 +20,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from models.frames import InputError
-from models.pairs import PairConfig, link_example_renders
-from models.training import PRESETS, TrainConfig, make_config, train
+from models.errors import InputError
+from models.training.loop import PRESETS, TrainConfig, make_config, train
+from models.training.pairs import PairConfig, link_example_renders
 
 log = logging.getLogger("train")
 # What may change when resuming (everything else would make the continuation differ from the original run).

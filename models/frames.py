@@ -29,16 +29,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from consts import IMAGE_EXTS, VIDEO_EXTS
+from models.errors import InputError
 
 log = logging.getLogger(__name__)
 
 SortOrder = Literal["natural", "plain"]
 # Files we write ourselves next to the frames (app.py's default output folder is the input folder).
 OWN_OUTPUTS = frozenset({"output_features.npz", "scores.csv", "scores.json"})
-
-
-class InputError(Exception):
-    """Unusable user input. ``str(err)`` is one line: the file, what is wrong, and what to do."""
 
 
 def natural_key(name: str) -> list[int | str]:

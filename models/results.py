@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
 import io
+import json
+import math
+import os
 import platform
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +18,45 @@ from typing import Any
 import numpy as np
 
 from consts import PROJECT_NAME, PROJECT_VERSION
-from models.checkpoints import atomic_write_bytes, atomic_write_json
+from models.errors import InputError
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results unreadable to others
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every float NaN replaced by None, so that results files are strict JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
 
 JOD_HELP = (
     "JOD = just-objectionable differences, offset by the reference: 0 is as good as the real capture, "
@@ -48,13 +91,12 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]
 
 
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_json(path, obj)
+    """Strict JSON (NaN -> null), written atomically."""
+    atomic_write_json(path, json_safe(obj))
 
 
 def check_writable(folder: Path) -> None:
     """Fail early (before any compute) when results cannot be written to ``folder``."""
-    from models.frames import InputError
-
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{_dt.datetime.now().timestamp()}"

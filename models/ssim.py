@@ -1,17 +1,18 @@
-"""Per-pixel SSIM maps (the CrossScore target): Gaussian window 11, sigma 1.5, C1 = 0.01², C2 = 0.03².
+"""The one SSIM / PSNR of the toolkit: training targets of NVS-SQA and the CrossScore target.
 
-Images are float tensors (B, C, H, W) in [0, 1]. Local statistics use the 11×11 Gaussian window with zero
-padding of 5 pixels, so the map has the size of the image (the common pytorch-ssim recipe); the map is the
-mean over colour channels. ``ssim_map(x, x)`` is exactly 1 everywhere.
+Gaussian window 11, sigma 1.5, C1 = (0.01·L)², C2 = (0.03·L)², on float tensors (B, C, H, W) in [0, L].
+``padding`` picks the border rule: ``"valid"`` (the usual mean SSIM), ``"reflect"`` (a full-size per-pixel
+map), ``"zero"`` (the pytorch-ssim recipe that CrossScore's targets use). ``ssim_map(x, x)`` is exactly 1.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Literal
 
 import torch
-
-from models import targets
+import torch.nn.functional as F
 
 WINDOW_SIZE = 11
 SIGMA = 1.5
@@ -19,25 +20,69 @@ C1 = 0.01**2
 C2 = 0.03**2
 
 
+@functools.cache
 def gaussian_window(size: int = WINDOW_SIZE, sigma: float = SIGMA) -> torch.Tensor:
-    """The normalised 1-d Gaussian (float64) whose outer product is the 2-d SSIM window."""
-    return targets.gaussian_window(size, sigma)
+    """Normalised 1-d Gaussian (size,), float64 (cast where used)."""
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
 
 
-def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """SSIM of ``x`` against ``y`` per pixel, averaged over channels: (B, C, H, W) -> (B, H, W).
+def _blur(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
+    """Separable depthwise Gaussian filter of (B, C, H, W), 'valid' (no padding)."""
+    c = x.shape[1]
+    k = win.to(x.dtype).to(x.device)
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
-    One SSIM implementation serves the project (:func:`models.targets.ssim_map`); CrossScore uses its zero
-    padding. Values lie in [-1, 1]; CrossScore targets clamp them to [0, 1] (see :func:`ssim_target`).
+
+def ssim_map(
+    a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0,
+    padding: Literal["valid", "reflect", "zero"] = "reflect",
+    win_size: int = WINDOW_SIZE, sigma: float = SIGMA,
+) -> torch.Tensor:  # fmt: skip
+    """Per-pixel SSIM of (B, C, H, W) float images in [0, data_range]: Gaussian window, C1=(0.01·L)², C2=(0.03·L)².
+
+
+    ``padding="reflect"`` returns a map of the input size (borders from reflected neighbours, for per-pixel
+    targets); ``"zero"`` too, with zero padding (the pytorch-ssim recipe CrossScore's targets use);
+    ``"valid"`` returns the (H − 10, W − 10) interior only (the usual convention for a mean SSIM).
+    Computed in float32 at least (float64 inputs stay float64).
     """
-    return targets.ssim_map(x, y, padding="zero", win_size=WINDOW_SIZE, sigma=SIGMA).mean(dim=1)
+    if a.shape != b.shape or a.dim() != 4:
+        raise ValueError(f"ssim_map: expected two (B, C, H, W) tensors of one shape, got {tuple(a.shape)}, "
+                         f"{tuple(b.shape)}")
+    dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
+    a, b = a.to(dtype), b.to(dtype)
+    if padding in ("reflect", "zero"):
+        p, mode = win_size // 2, "reflect" if padding == "reflect" else "constant"
+        a, b = F.pad(a, (p, p, p, p), mode=mode), F.pad(b, (p, p, p, p), mode=mode)
+    win = gaussian_window(win_size, sigma)
+    c1, c2 = C1 * data_range**2, C2 * data_range**2
+    n = a.shape[0]
+    # one filter call for the five moments
+    mu_a, mu_b, aa, bb, ab = _blur(torch.cat([a, b, a * a, b * b, a * b]), win).split(n)
+    var_a, var_b, cov = aa - mu_a**2, bb - mu_b**2, ab - mu_a * mu_b
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM per image of (B, C, H, W) -> (B,), 'valid' window (frames must be at least 11×11)."""
+    return ssim_map(a, b, data_range, padding="valid").mean((1, 2, 3))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR in dB per image of (B, C, H, W) -> (B,); identical images give +inf (clamped by the mapping)."""
+    mse = (a.double() - b.double()).pow(2).mean((1, 2, 3))
+    return 10 * torch.log10(data_range**2 / mse)
 
 
 def ssim_target(render: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """The training target of CrossScore: the SSIM map of a render against its ground truth, in [0, 1]."""
-    return ssim_map(render, gt).clamp(0.0, 1.0)
+    """CrossScore's training target: the zero-padded SSIM map of a render against its ground truth, averaged over
+    colour channels and clamped to [0, 1]: (B, C, H, W) -> (B, H, W)."""
+    return ssim_map(render, gt, padding="zero").mean(dim=1).clamp(0.0, 1.0)
 
 
 def psnr_from_l1(l1: float) -> float:
-    """Upstream's 'PSNR' of a map error: −10·log10(L1²) (inf for a perfect prediction)."""
+    """Upstream CrossScore's 'PSNR' of a map error: −10·log10(L1²) (inf for a perfect prediction)."""
     return math.inf if l1 <= 0 else -20.0 * math.log10(l1)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.bank import FeatureCache, scan_bank, sequence_path
-from models.frames import InputError, open_sequence
+from models.errors import InputError
+from models.evaluation.bank import FeatureCache, scan_bank, sequence_path
+from models.frames import open_sequence
 
 
 def _frames(folder, n=2):

@@ -10,8 +10,9 @@ import pytest
 from scipy import stats
 
 from consts import BENCHMARK_LABELS_FILE, ROOT
-from models import benchmark as bm
-from models.frames import InputError
+from models.errors import InputError
+from models.evaluation import protocol as bm
+from models.stats import correlations
 
 LABELS = ROOT / "benchmark_bank" / BENCHMARK_LABELS_FILE
 
@@ -39,7 +40,7 @@ def test_correlations_match_scipy():
     rng = np.random.default_rng(0)
     p = rng.normal(size=40).round(1)  # rounding makes ties, where SRCC/KRCC conventions matter
     t = (p + rng.normal(scale=0.5, size=40)).round(1)
-    m = bm.correlations(p, t)
+    m = correlations(p, t)
     assert m["srcc"] == pytest.approx(stats.spearmanr(p, t).statistic, abs=1e-12)
     assert m["plcc"] == pytest.approx(stats.pearsonr(p, t).statistic, abs=1e-12)
     assert m["krcc"] == pytest.approx(stats.kendalltau(p, t).statistic, abs=1e-12)
@@ -47,12 +48,12 @@ def test_correlations_match_scipy():
 
 
 def test_correlations_small_exact_and_undefined():
-    m = bm.correlations(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([5.0, 6.0, 7.0, 9.0, 8.0]))
+    m = correlations(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([5.0, 6.0, 7.0, 9.0, 8.0]))
     assert m["srcc"] == pytest.approx(0.9) and m["krcc"] == pytest.approx(0.8)
     assert m["rmse"] == pytest.approx(math.sqrt((16 + 16 + 16 + 25 + 9) / 5))
-    const = bm.correlations(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0]))
+    const = correlations(np.array([1.0, 1.0, 1.0]), np.array([1.0, 2.0, 3.0]))
     assert math.isnan(const["srcc"]) and math.isnan(const["plcc"]) and const["rmse"] == pytest.approx(math.sqrt(5 / 3))
-    assert math.isnan(bm.correlations(np.array([1.0]), np.array([2.0]))["srcc"])
+    assert math.isnan(correlations(np.array([1.0]), np.array([2.0]))["srcc"])
 
 
 def test_real_label_file_and_exact_linear_features():

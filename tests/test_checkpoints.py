@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from consts import RELEASED
-from models.checkpoints import (
+from models.errors import InputError
+from models.nvs_sqa import ModelConfig, SequenceModel
+from models.nvs_sqa.checkpoint import (
     _AllowListUnpickler,
     load_checkpoint,
     ridge_pickle_to_json,
     sha256_file,
 )
-from models.frames import InputError
-from models.nvs_sqa import ModelConfig, SequenceModel
 
 
 def test_release_checksums_match_shared_reference(shared_dir):

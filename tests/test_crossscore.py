@@ -13,9 +13,8 @@ from PIL import Image
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from models.crossscore import CrossScoreConfig, CrossScoreNet, build_backbone, jigsaw_to_image  # noqa: E402
-from models.crossscore_ckpt import from_upstream, load_model, save_model, to_upstream  # noqa: E402
-from models.crossscore_data import (  # noqa: E402
+from models.crossscore.checkpoint import from_upstream, load_model, save_model, to_upstream  # noqa: E402
+from models.crossscore.data import (  # noqa: E402
     collate,
     discover_items,
     encode_target,
@@ -23,7 +22,8 @@ from models.crossscore_data import (  # noqa: E402
     load_target,
     select_references,
 )  # fmt: skip
-from models.frames import InputError  # noqa: E402
+from models.crossscore.network import CrossScoreConfig, CrossScoreNet, build_backbone, jigsaw_to_image  # noqa: E402
+from models.errors import InputError  # noqa: E402
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "mlp_ratio": 2, "image_size": 28,
         "patch_size": 14, "layer_norm_eps": 1e-6, "layerscale_value": 1.0, "qkv_bias": True,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from consts import EXAMPLES_DIR
-from models import degrade as dg
+from models.evaluation import degrade as dg
 from models.frames import open_array, open_sequence
 
 
@@ -56,7 +56,7 @@ def test_distortion_values_by_hand():
 
 
 def test_feature_similarity_is_cosine():
-    from models.degrade import feature_similarity
+    from models.evaluation.degrade import feature_similarity
 
     a = np.array([1.0, 0.0, 0.0], np.float32)
     assert feature_similarity(a, a) == pytest.approx(1.0)

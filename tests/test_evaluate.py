@@ -15,9 +15,9 @@ from scipy import stats
 
 import consts
 import evaluate
-from models import benchmark as bm
-from models.checkpoints import load_regressor
+from models.evaluation import protocol as bm
 from models.nvs_sqa import NVSSQA, ModelConfig, SequenceModel
+from models.nvs_sqa.checkpoint import load_regressor
 
 KEYS = [f"{d}+s1+m{i}" for d in ("da", "db") for i in range(4)]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from consts import PUBLISHED_EXAMPLE_SCORES
-from models.frames import InputError
+from models.errors import InputError
 from models.nvs_sqa import (
     MIN_FRAME_SIZE,
     NVSSQA,
@@ -18,8 +18,8 @@ from models.nvs_sqa import (
     count_parameters,
     fold_batchnorm,
     optimize_for_inference,
-    sinusoidal_encoding,
 )
+from models.nvs_sqa.network import sinusoidal_encoding
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from PIL import Image
 
 import preprocess
 from consts import ROOT, SKIPPED_PAIRS, TRAIN_METHODS, TRAIN_SCENES
-from models.jobs import exclusive
-from models.nerfstudio import Layout, NsEnv, plan, render_argv, train_argv
+from models.preprocess.commands import Layout, NsEnv, plan, render_argv, train_argv
+from models.preprocess.jobs import exclusive
 
 FAKE_COMMON = """
 import json, os, sys, time
@@ -392,7 +392,7 @@ def test_unknown_method_is_a_usage_error(capsys):
 
 
 def test_check_cli_compares_the_parsed_config_with_the_plan(ns, monkeypatch):
-    from models import nerfstudio_check as chk
+    from models.preprocess import cli_check as chk
 
     lay, env = _layout(ns), preprocess.probe(ns.bin)
     jobs = plan(["poster"], ["kplanes-20"], lay, env, "cuda")

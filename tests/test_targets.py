@@ -1,4 +1,4 @@
-"""models.targets and models.strred: exact values on tiny tensors, parity with scikit-video's ST-RRED."""
+"""models.training.targets and .strred: exact values on tiny tensors, parity with scikit-video's ST-RRED."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from models import targets as tg
-from models.strred import strred
-from models.targets import fvvdp_available, pair_targets, ssim, ssim_map
+from models.ssim import gaussian_window, psnr, ssim, ssim_map
+from models.training import targets as tg
+from models.training.strred import strred
+from models.training.targets import fvvdp_available, pair_targets
 
 CALIB = Path(__file__).parent / "calibration"
 
@@ -50,7 +51,7 @@ def test_ssim_map_shapes_and_identity():
     assert ssim_map(x, x, padding="valid").shape == (2, 3, 6, 7)
     torch.testing.assert_close(ssim_map(x, x), torch.ones(2, 3, 16, 17))
     assert ssim_map(x, 1 - x).mean() < 0.5
-    g = tg.gaussian_window()
+    g = gaussian_window()
     assert g.sum().item() == pytest.approx(1.0) and g[5] == g.max()
     with pytest.raises(ValueError, match="one shape"):
         ssim_map(x, x[:, :2])
@@ -58,8 +59,8 @@ def test_ssim_map_shapes_and_identity():
 
 def test_psnr_exact():
     a, b = torch.full((1, 3, 4, 4), 0.5), torch.full((1, 3, 4, 4), 0.6)
-    assert float(tg.psnr(a, b)) == pytest.approx(20.0)
-    assert math.isinf(float(tg.psnr(a, a)))
+    assert float(psnr(a, b)) == pytest.approx(20.0)
+    assert math.isinf(float(psnr(a, a)))
 
 
 def test_mappings_to_minus_one_one():
@@ -94,7 +95,7 @@ def test_strred_matches_scikit_video():
 
 @pytest.mark.skipif(not fvvdp_available(), reason="pyfvvdp not installed (FovVideoVDP target optional)")
 def test_fvvdp_identical_is_ten_jod_and_noise_lowers_it():
-    from models.targets import FovVideoVDP
+    from models.training.targets import FovVideoVDP
 
     g = torch.Generator().manual_seed(0)
     ref = (torch.rand(4, 3, 48, 48, generator=g) * 255).to(torch.uint8)

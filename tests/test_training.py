@@ -1,4 +1,4 @@
-"""train.py / models.training / models.pairs on tiny renders made in code (CPU, seconds)."""
+"""train.py / models.training.loop / models.training.pairs on tiny renders made in code (CPU, seconds)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from models.frames import InputError
-from models.pairs import NOISES, PairConfig, PairDataset, apply_noise, build_pair, sample_pair, scan_renders
+from models.errors import InputError
 from models.results import write_json
-from models.training import TrainConfig, epoch_batches, make_config, train
+from models.training.loop import TrainConfig, epoch_batches, make_config, train
+from models.training.pairs import NOISES, PairConfig, PairDataset, apply_noise, build_pair, sample_pair, scan_renders
 
 # One crop size and 2 frames: a single tensor shape, so oneDNN builds its kernels once per test process.
 TINY_PAIRS = {"crop_min": 69, "crop_max": 69, "crop_margin": 4, "segment_pixels": 69 * 69 * 2}
@@ -228,7 +228,7 @@ def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig, out: str) ->
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from models import training
+    from models.training import loop as training
 
     captured = {}
     orig = training.ContrastiveModel.__init__
@@ -259,7 +259,7 @@ def test_ddp_gloo_two_processes(tmp_path, renders):
 
 def test_gradient_checkpointing_gives_the_same_gradients():
     from models.nvs_sqa import ModelConfig
-    from models.training import ContrastiveModel, head_losses
+    from models.training.loop import ContrastiveModel, head_losses
 
     g = torch.Generator().manual_seed(0)
     pairs = [tuple((torch.rand(1, 3, 69, 69, generator=g) * 255).to(torch.uint8) for _ in range(2)) for _ in range(2)]

@@ -9,7 +9,7 @@
     val_correlation.png  validation correlation per target and training loss, per epoch
 
 Every encoder folder is a checkpoint for ``app.py --checkpoint`` / ``evaluate.py --checkpoint``
-(models.checkpoints.load_checkpoint). A folder is written next to its final place and swapped in by
+(models.nvs_sqa.checkpoint.load_checkpoint). A folder is written next to its final place and swapped in by
 renames, so a kill at any moment leaves either the old or the new ``latest``, never a mix.
 """
 
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from consts import CKPT_CONFIG, CKPT_WEIGHTS
-from models.checkpoints import atomic_write_bytes, atomic_write_json
-from models.frames import InputError
+from models.errors import InputError
+from models.results import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 TRAIN_STATE = "train_state.pth"
@@ -116,7 +116,9 @@ class MetricsLog:
         atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
 
 
-def correlations(cos: np.ndarray, targets: np.ndarray, names: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
+def validation_correlations(
+    cos: np.ndarray, targets: np.ndarray, names: tuple[str, ...]
+) -> dict[str, dict[str, float | None]]:
     """Pearson and Spearman correlation per head between cosine similarity (N, K) and targets (N, K)."""
     from scipy.stats import pearsonr, spearmanr
 

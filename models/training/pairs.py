@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.frames import InputError, is_image, natural_key, open_frame_folder, read_image
-from models.targets import TARGETS, FovVideoVDP, pair_targets
+from models.errors import InputError
+from models.frames import is_image, natural_key, open_frame_folder, read_image
+from models.training.targets import TARGETS, FovVideoVDP, pair_targets
 
 log = logging.getLogger(__name__)
 SEP = "__"  # renders/{scene}__{method}

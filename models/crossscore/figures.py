@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.checkpoints import atomic_write_bytes
+from models.results import atomic_write_bytes
 
 
 def turbo(m: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from consts import NS_METHODS, RENDER_FPS
-from models.jobs import Job
-from models.nerfstudio import Layout, NsEnv
+from models.preprocess.commands import Layout, NsEnv
+from models.preprocess.jobs import Job
 
 CHECK_TIMEOUT_S = 900
 _PROGRAM = r"""

@@ -1,6 +1,6 @@
 """The held-out report of the offline CrossScore model against its two baselines (``make crossscore-demo``).
 
-    python -m models.crossscore_report --data runs/crossscore-demo-data/heldout \\
+    python -m models.crossscore.report --data runs/crossscore-demo-data/heldout \\
         --checkpoint checkpoints/crossscore-tiny --noref runs/crossscore-tiny-noref/model
 
 Scores the held-out frames with (1) CrossScore (references of the other split), (2) the no-reference variant
@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from consts import ROOT
-from models.crossscore_data import discover_items, load_sample
-from models.crossscore_demo import HELDOUT_KINDS
-from models.crossscore_train import evaluate, make_predictor, summarise
-from models.crossscore_viz import to_hwc, write_figure
-from models.frames import InputError
+from models.crossscore.data import discover_items, load_sample
+from models.crossscore.demo import HELDOUT_KINDS
+from models.crossscore.figures import to_hwc, write_figure
+from models.crossscore.train import evaluate, make_predictor, summarise
+from models.errors import InputError
 from models.results import stamp, table, write_json
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def report(data: Path, checkpoint: str, noref: str, out: Path, figure: Path, sho
           "correlation of predicted and true SSIM maps; SRCC = Spearman of per-image mean SSIM; PSNR = "
           "-10·log10(L1²). A constant map has no correlation (nan).", "",
           table(results, COLUMNS, fmt="github"), ""]
-    from models.checkpoints import atomic_write_bytes
+    from models.results import atomic_write_bytes
 
     atomic_write_bytes(out.with_suffix(".md"), "\n".join(md).encode())
     _figure(items, checkpoint, figure, short_side)
@@ -82,7 +82,7 @@ def _figure(items, checkpoint: str, path: Path, short_side: int) -> None:
     pick = [it for it in items if it.method == "warp"] or list(items)
     it = pick[len(pick) // 2]
     s = load_sample(it, n_ref, short_side)
-    from models.crossscore_data import collate
+    from models.crossscore.data import collate
 
     m = predict(collate([s]))[0].numpy()
     write_figure(path, to_hwc(s.query), m, [to_hwc(r) for r in s.refs], s.target.numpy(),

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from consts import CROSSSCORE_TINY_BACKBONE, IMAGENET_MEAN, IMAGENET_STD
-from models.frames import InputError
+from models.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from models.benchmark import correlations
 from models.frames import FrameSequence
+from models.stats import correlations
 
 log = logging.getLogger(__name__)
 Clip = np.ndarray  # uint8 (T, H, W, 3)

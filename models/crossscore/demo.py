@@ -12,7 +12,7 @@ true SSIM maps have spatial structure) with a random strength:
   distortion).
 
 Frames ``0 .. split_frame−1`` go to ``train/``, the rest to ``heldout/`` (all seven kinds), both in the
-simple layout of :mod:`models.crossscore_data`: ``<set>/<scene>/<a|b>/{gt,renders/<kind>}/<frame>.png``.
+simple layout of :mod:`models.crossscore.data`: ``<set>/<scene>/<a|b>/{gt,renders/<kind>}/<frame>.png``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from models.checkpoints import atomic_write_bytes, atomic_write_json
-from models.crossscore_data import list_images
-from models.frames import InputError, read_image
+from models.crossscore.data import list_images
+from models.errors import InputError
+from models.frames import read_image
+from models.results import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 TRAIN_KINDS = ("blur", "noise", "jpeg", "lowres", "floaters")
@@ -50,7 +51,7 @@ def smooth_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip((field - level) * 3.0 + 0.5, 0.0, 1.0)
 
 
-def degrade(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+def distort(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """One NVS-like degradation of a uint8 (H, W, 3) image, over the whole frame (masked by the caller)."""
     h, w = img.shape[:2]
     f = img.astype(np.float32)
@@ -114,7 +115,7 @@ def build_demo_dataset(sources: list[Path], out: Path, width: int = 140, height:
             for kind in kinds:
                 rng = _rng(seed, scene, i, kind)
                 m = smooth_mask(rng, height, width)[..., None]
-                render = np.rint(img * (1 - m) + degrade(img, kind, rng) * m).astype(np.uint8)
+                render = np.rint(img * (1 - m) + distort(img, kind, rng) * m).astype(np.uint8)
                 atomic_write_bytes(split / "renders" / kind / name, _png(render))
                 counts[which] += 1
     atomic_write_json(out / "SOURCE.json", {"sources": [str(s) for s in sources], "size": [width, height],

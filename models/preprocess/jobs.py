@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.frames import InputError
+from models.errors import InputError
 
 log = logging.getLogger(__name__)
 

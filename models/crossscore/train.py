@@ -23,16 +23,16 @@ import numpy as np
 import torch
 
 from consts import CROSSSCORE_N_REF, CROSSSCORE_TRAIN_CROP, CROSSSCORE_TRAIN_SHORT_SIDE, RUNS_DIR
-from models import benchmark
-from models.checkpoints import atomic_write_bytes, atomic_write_json
-from models.crossscore import CrossScoreConfig, CrossScoreNet
-from models.crossscore_ckpt import checkpoint_meta, load_model, load_tensors, save_model
-from models.crossscore_data import Item, batches_by_size, collate, discover_items, load_sample
-from models.crossscore_viz import to_hwc, write_figure
-from models.frames import InputError, prefetch
-from models.nvs_sqa import resolve_device
-from models.results import stamp
+from models.crossscore.checkpoint import checkpoint_meta, load_model, load_tensors, save_model
+from models.crossscore.data import Item, batches_by_size, collate, discover_items, load_sample
+from models.crossscore.figures import to_hwc, write_figure
+from models.crossscore.network import CrossScoreConfig, CrossScoreNet
+from models.errors import InputError
+from models.frames import prefetch
+from models.results import atomic_write_bytes, atomic_write_json, stamp
+from models.runtime import resolve_device
 from models.ssim import psnr_from_l1
+from models.stats import pearson
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,9 @@ def make_batch(items: Sequence[Item], cfg: TrainConfig, step: int) -> dict[str, 
     return batch
 
 
-def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+def map_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     """Pixel Pearson correlation of two maps (nan when either is constant)."""
-    return benchmark.pearson(a.detach().double().flatten().cpu().numpy(), b.detach().double().flatten().cpu().numpy())
+    return pearson(a.detach().double().flatten().cpu().numpy(), b.detach().double().flatten().cpu().numpy())
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -150,7 +150,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         scaler.update()
         targets_sum += float(b["target"].sum())
         targets_n += b["target"].numel()
-        window.append((loss.item(), pearson(pred.detach(), b["target"])))
+        window.append((loss.item(), map_pearson(pred.detach(), b["target"])))
         done = step + 1
         if done % cfg.log_every == 0 or done == total:
             l1 = float(np.mean([w[0] for w in window]))
@@ -228,7 +228,7 @@ def evaluate(predict: Predictor, items: Sequence[Item], n_ref: int, short_side: 
             for (it, _s), p, t in zip(group, pred, batch["target"], strict=True):
                 rows.append({"dataset": it.dataset, "method": it.method, "scene": it.scene, "image": str(it.query),
                              "true_ssim": float(t.mean()), "pred_ssim": float(p.mean()),
-                             "l1": float((p - t).abs().mean()), "pearson": pearson(p, t)})
+                             "l1": float((p - t).abs().mean()), "pearson": map_pearson(p, t)})
             bar.update(len(group))
     return rows
 

@@ -10,7 +10,7 @@ Measures (results -> benchmarks/train-cpu.json and .md):
 - our ST-RRED against scikit-video's on the calibration clips (skvideo's time recorded by
   tests/calibration/make_strred_reference.py on this machine).
 
-    python -m models.bench_train [--renders renders] [--smoke-steps 9] [--paper-steps 3] [--skip-paper]
+    python -m models.training.bench [--renders renders] [--smoke-steps 9] [--paper-steps 3] [--skip-paper]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _cpu() -> str:
 
 def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
     """Run ``steps`` steps of a preset (2 workers, no validation) and summarise its metrics.jsonl."""
-    from models.training import make_config, train
+    from models.training.loop import make_config, train
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(preset, renders=renders, runs_dir=tmp, name="bench", val_pairs=0, workers=2,
@@ -74,8 +74,8 @@ def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
 
 def bench_targets(preset: str, renders: str, n: int) -> dict:
     """Seconds per pair for loading and each target at a preset's pair size (one process, one thread)."""
-    from models.pairs import PairDataset, scan_renders
-    from models.training import make_config
+    from models.training.loop import make_config
+    from models.training.pairs import PairDataset, scan_renders
 
     cfg = make_config(preset, renders=renders)
     scenes = scan_renders(renders)
@@ -98,7 +98,7 @@ def bench_targets(preset: str, renders: str, n: int) -> dict:
 
 def bench_strred() -> dict:
     """Our batched ST-RRED vs skvideo's (recorded) on the calibration clips, best of 5, one thread."""
-    from models.strred import strred
+    from models.training.strred import strred
 
     ref = json.loads((CALIB / "strred_reference.json").read_text())
     clips = np.load(CALIB / "strred_clips.npz")
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(OUT), help="output folder")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    from models.frames import InputError
+    from models.errors import InputError
 
     res: dict = {"cpu": _cpu(), "cores": os.cpu_count(), "device": "cpu (no GPU lent)",
                  "loadavg_start": [round(x, 2) for x in os.getloadavg()], "torch_threads": torch.get_num_threads()}
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     write_json(out / "train-cpu.json", stamp(**res))
     md = to_markdown(res)
-    from models.checkpoints import atomic_write_bytes
+    from models.results import atomic_write_bytes
 
     atomic_write_bytes(out / "train-cpu.md", md.encode())
     print(md)

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 
 from consts import CKPT_CONFIG, CKPT_WEIGHTS
-from models.checkpoints import atomic_write_bytes, atomic_write_json, sha256_file
-from models.crossscore import CrossScoreConfig, CrossScoreNet
-from models.frames import InputError
+from models.crossscore.network import CrossScoreConfig, CrossScoreNet
+from models.errors import InputError
+from models.results import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 PREFIX = "model."

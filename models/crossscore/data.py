@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.frames import InputError, is_image, natural_key, read_image
+from models.errors import InputError
+from models.frames import is_image, natural_key, read_image
 from models.ssim import ssim_target
 
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from consts import VIDEO_EXTS
-from models.checkpoints import atomic_write_bytes
-from models.frames import FrameSequence, InputError, is_image, is_video, open_sequence
+from models.errors import InputError
+from models.frames import FrameSequence, is_image, is_video, open_sequence
+from models.results import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

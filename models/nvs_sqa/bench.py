@@ -1,6 +1,6 @@
 """Scorer benchmark: our engine vs the upstream wheel's own inference code, same frames, same run.
 
-    python -m models.bench            # (make bench) -> benchmarks/scorer.json and benchmarks/scorer.md
+    python -m models.nvs_sqa.bench            # (make bench) -> benchmarks/scorer.json and benchmarks/scorer.md
 
 Each engine runs in its own subprocess (so peak RSS is its own) over the example sequences; rounds alternate
 upstream/ours and the best round per engine is kept (least disturbed by other load). Upstream's code is the
@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from consts import CACHE_DIR, EXAMPLES_DIR, RELEASED, ROOT
-from models.checkpoints import atomic_write_bytes, atomic_write_json, sha256_file
-from models.results import stamp, table
+from models.results import atomic_write_bytes, atomic_write_json, sha256_file, stamp, table
 
 OUT_DIR = ROOT / "benchmarks"
 
@@ -99,7 +98,7 @@ def worker(engine: str, folders: list[str], batch: int) -> dict:
 
 def _run_worker(engine: str, folders: list[Path], batch: int) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-        cmd = [sys.executable, "-m", "models.bench", "--worker", engine, "--batch-size", str(batch),
+        cmd = [sys.executable, "-m", "models.nvs_sqa.bench", "--worker", engine, "--batch-size", str(batch),
                "--result", tmp.name, *map(str, folders)]
         subprocess.run(cmd, check=True, cwd=ROOT)
         return json.loads(Path(tmp.name).read_text())

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from consts import NS_INSTALL_HINT, NS_METHODS, RENDER_FPS, SKIPPED_PAIRS, NsMethod
-from models.checkpoints import atomic_write_json
-from models.jobs import Job, JobError, Step
+from models.preprocess.jobs import Job, JobError, Step
+from models.results import atomic_write_json
 
 log = logging.getLogger(__name__)
 

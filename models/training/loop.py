@@ -4,7 +4,7 @@ Both sequences of a pair go through the encoder (models.nvs_sqa.SequenceModel) -
 heads (Linear 384→384, BatchNorm1d, ReLU, Linear 384→384). Head k: loss_k = L1(cos(z1_k, z2_k), target_k),
 total = Σ w_k · loss_k. Adam (amsgrad) lr 1e-3; AMP on CUDA; optional gradient checkpointing of the encoder;
 DDP under ``torchrun`` (NCCL on GPUs, gloo on CPU). Seeded: the same config and seed give the same weights
-bit for bit on CPU, with or without an interruption and ``--resume`` (see models.pairs for the data side).
+bit for bit on CPU, with or without an interruption and ``--resume`` (see models.training.pairs for the data side).
 """
 
 from __future__ import annotations
@@ -22,20 +22,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from consts import RUNS_DIR
-from models.frames import InputError
-from models.nvs_sqa import MIN_FRAME_SIZE, ModelConfig, SequenceModel, resolve_device
-from models.pairs import VAL_STREAM, PairConfig, PairDataset, collate_pairs, scan_renders, worker_init
-from models.targets import TARGETS, fvvdp_available
-from models.train_io import (
+from models.errors import InputError
+from models.nvs_sqa import MIN_FRAME_SIZE, ModelConfig, SequenceModel
+from models.runtime import resolve_device
+from models.training.pairs import VAL_STREAM, PairConfig, PairDataset, collate_pairs, scan_renders, worker_init
+from models.training.run_folder import (
     MetricsLog,
-    correlations,
     load_latest,
     plot_validation,
     rng_state,
     save_latest,
     set_rng_state,
+    validation_correlations,
     write_encoder,
 )
+from models.training.targets import TARGETS, fvvdp_available
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     model_config = ModelConfig()
     model = ContrastiveModel(model_config, cfg.grad_checkpoint)
     if cfg.init != "scratch" and not resume:
-        from models.checkpoints import load_checkpoint
+        from models.nvs_sqa.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(None if cfg.init == "released" else cfg.init)
         model.encoder.load_state_dict(ckpt.model.state_dict())
@@ -295,7 +296,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         row = {"kind": "val", "step": step, "epoch": done, "train_loss": float(np.mean(losses))}
         if val:
             cos, tg = validate(model, val, device)
-            row["corr"] = correlations(cos, tg, TARGETS)
+            row["corr"] = validation_correlations(cos, tg, TARGETS)
             shown = {k: v["pearson"] and round(v["pearson"], 3) for k, v in row["corr"].items()}
             log.info("epoch %d: train loss %.4f, validation Pearson %s", done, row["train_loss"], shown)
         metrics.add(row)

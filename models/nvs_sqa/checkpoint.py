@@ -2,7 +2,7 @@
 
 A checkpoint folder holds ``config.json`` (model hyper-parameters), ``model.pth`` (a plain state_dict, loaded
 with ``torch.load(weights_only=True)``) and, optionally, ``regressor.json`` (ridge coef/intercept). The
-released v0.0.1 folder is made by ``python -m models.checkpoints`` (``make setup``) from the CC0 wheel
+released v0.0.1 folder is made by ``python -m models.nvs_sqa.checkpoint`` (``make setup``) from the CC0 wheel
 ``nvs-sqa==0.1.1``; train.py and evaluate.py write the same format. Nothing is unpickled at run time: the
 released scikit-learn pickle is read once, at setup, by an allow-list unpickler that only rebuilds numpy
 arrays, and written out as JSON.
@@ -15,11 +15,9 @@ import hashlib
 import io
 import json
 import logging
-import os
 import pickle
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,37 +26,12 @@ from typing import Any
 import numpy as np
 
 from consts import CACHE_DIR, CKPT_CONFIG, CKPT_REGRESSOR, CKPT_WEIGHTS, RELEASED, ReleasedFile
-from models.frames import InputError
+from models.errors import InputError
+from models.nvs_sqa.network import ModelConfig, Regressor, SequenceModel
+from models.results import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
-FIX_HINT = "run `make setup` (or `python -m models.checkpoints --force`) to fetch the released weights again"
-
-
-# --------------------------------------------------------------------------------------------- small I/O helpers
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results unreadable to others
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+FIX_HINT = "run `make setup` (or `python -m models.nvs_sqa.checkpoint --force`) to fetch the released weights again"
 
 
 # --------------------------------------------------------------------------------------------- safe unpickling
@@ -185,7 +158,6 @@ def _find(folder: Path, preferred: str, pattern: str) -> Path | None:
 
 
 def load_regressor(path: Path):  # -> Regressor
-    from models.nvs_sqa import Regressor
 
     try:
         d = json.loads(path.read_text())
@@ -203,7 +175,6 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     """
     import torch
 
-    from models.nvs_sqa import ModelConfig, SequenceModel
 
     released = path is None
     folder = RELEASED.dir if released else Path(path)

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from models.frames import InputError
+from models.errors import InputError
 from models.nvs_sqa import Regressor
+from models.stats import correlations
 
 log = logging.getLogger(__name__)
 METRICS = ("srcc", "plcc", "krcc", "rmse")
@@ -144,25 +144,6 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float = 1.0, source_sha256: s
     return Regressor(w.astype(np.float32), float(ym - xm @ w), float(alpha), source_sha256)
 
 
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation in float64; NaN when either input is constant."""
-    a, b = a - a.mean(), b - b.mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
-    return float(a @ b) / den if den > 0 else math.nan
-
-
-def correlations(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
-    """SRCC, PLCC, KRCC (tau-b) and RMSE of predictions against labels; NaN where undefined (n < 2, constant)."""
-    p, t = np.asarray(pred, dtype=np.float64), np.asarray(label, dtype=np.float64)
-    out = {"rmse": float(np.sqrt(np.mean((p - t) ** 2))) if len(p) else math.nan}
-    if len(p) < 2 or np.ptp(p) == 0 or np.ptp(t) == 0:
-        return {"srcc": math.nan, "plcc": math.nan, "krcc": math.nan, **out}
-    return {
-        "srcc": pearson(stats.rankdata(p), stats.rankdata(t)), "plcc": pearson(p, t),
-        "krcc": float(stats.kendalltau(p, t).statistic), **out,
-    }  # fmt: skip
-
-
 # --------------------------------------------------------------------------------------------- protocol
 @dataclass
 class SplitResult:
@@ -255,17 +236,6 @@ def summarize_splits(results: list[SplitResult]) -> list[dict[str, Any]]:
             row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
         rows.append(row)
     return rows
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with every float NaN replaced by None, so that results files are strict JSON."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 # --------------------------------------------------------------------------------------------- tables

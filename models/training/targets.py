@@ -13,22 +13,20 @@ head  name        raw value                                          mapping to 
 4     fvvdp       FovVideoVDP JOD (pyfvvdp, standard_fhd, 30 fps)    clamp to [0, 10], linear to [−1, 1]
 ====  ==========  =================================================  ==========================================
 
-``ssim_map`` is the general per-pixel SSIM (B, C, H, W) used by CrossScore as well. FovVideoVDP is
+SSIM and PSNR come from :mod:`models.ssim` (the one implementation, CrossScore's too). FovVideoVDP is
 optional at run time: without ``pyfvvdp`` importable, asking for it raises a one-line :class:`InputError`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from models.frames import InputError
-from models.strred import strred
+from models.errors import InputError
+from models.ssim import psnr, ssim
+from models.training.strred import strred
 
 log = logging.getLogger(__name__)
 
@@ -40,63 +38,6 @@ JOD_RANGE = (0.0, 10.0)
 FVVDP_DISPLAY = "standard_fhd"
 FVVDP_FPS = 30.0
 LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)  # skvideo.utils.rgb2gray (BT.601), what upstream's ST-RRED saw
-
-
-# --------------------------------------------------------------------------------------------- SSIM / PSNR
-@functools.cache
-def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Normalised 1-d Gaussian (size,), float64 (cast where used)."""
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()
-
-
-def _blur(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
-    """Separable depthwise Gaussian filter of (B, C, H, W), 'valid' (no padding)."""
-    c = x.shape[1]
-    k = win.to(x.dtype).to(x.device)
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
-def ssim_map(
-    a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0,
-    padding: Literal["valid", "reflect", "zero"] = "reflect",
-    win_size: int = 11, sigma: float = 1.5,
-) -> torch.Tensor:  # fmt: skip
-    """Per-pixel SSIM of (B, C, H, W) float images in [0, data_range]: Gaussian window, C1=(0.01·L)², C2=(0.03·L)².
-
-    ``padding="reflect"`` returns a map of the input size (borders from reflected neighbours, for per-pixel
-    targets); ``"zero"`` too, with zero padding (the pytorch-ssim recipe CrossScore's targets use);
-    ``"valid"`` returns the (H − 10, W − 10) interior only (the usual convention for a mean SSIM).
-    Computed in float32 at least (float64 inputs stay float64).
-    """
-    if a.shape != b.shape or a.dim() != 4:
-        raise ValueError(f"ssim_map: expected two (B, C, H, W) tensors of one shape, got {tuple(a.shape)}, "
-                         f"{tuple(b.shape)}")
-    dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
-    a, b = a.to(dtype), b.to(dtype)
-    if padding in ("reflect", "zero"):
-        p, mode = win_size // 2, "reflect" if padding == "reflect" else "constant"
-        a, b = F.pad(a, (p, p, p, p), mode=mode), F.pad(b, (p, p, p, p), mode=mode)
-    win = gaussian_window(win_size, sigma)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    n = a.shape[0]
-    # one filter call for the five moments
-    mu_a, mu_b, aa, bb, ab = _blur(torch.cat([a, b, a * a, b * b, a * b]), win).split(n)
-    var_a, var_b, cov = aa - mu_a**2, bb - mu_b**2, ab - mu_a * mu_b
-    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Mean SSIM per image of (B, C, H, W) -> (B,), 'valid' window (frames must be at least 11×11)."""
-    return ssim_map(a, b, data_range, padding="valid").mean((1, 2, 3))
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """PSNR in dB per image of (B, C, H, W) -> (B,); identical images give +inf (clamped by the mapping)."""
-    mse = (a.double() - b.double()).pow(2).mean((1, 2, 3))
-    return 10 * torch.log10(data_range**2 / mse)
 
 
 def luminance(frames: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""CrossScore (reference-based): network, checkpoints, data, training/testing, prediction, figures, demo data."""

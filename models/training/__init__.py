@@ -1,0 +1,1 @@
+"""Self-supervised training of the NVS-SQA encoder: pairs, targets (ST-RRED in torch), the loop, run folders."""
