@@ -103,4 +103,4 @@ crossscore-demo: $(STAMP)
 
 ## crossscore-test: the CrossScore tests only
 crossscore-test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests/test_ssim.py tests/test_crossscore.py tests/test_crossscore_cli.py
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests/test_ssim.py tests/crossscore

@@ -8,7 +8,7 @@ Measures (results -> benchmarks/train-cpu.json and .md):
 - per pair, in one process: decoding + cropping + noise ("load") and each target (SSIM, PSNR, ST-RRED,
   FovVideoVDP) at each preset's pair size;
 - our ST-RRED against scikit-video's on the calibration clips (skvideo's time recorded by
-  tests/calibration/make_strred_reference.py on this machine).
+  tests/training/calibration/make_strred_reference.py on this machine).
 
     python -m models.training.bench [--renders renders] [--smoke-steps 9] [--paper-steps 3] [--skip-paper]
 """
@@ -33,7 +33,7 @@ from models.results import stamp, table, write_json
 
 log = logging.getLogger(__name__)
 OUT = ROOT / "benchmarks"
-CALIB = ROOT / "tests" / "calibration"
+CALIB = ROOT / "tests" / "training" / "calibration"
 
 
 def _cpu() -> str:

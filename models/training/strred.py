@@ -2,7 +2,7 @@
 
 Upstream NVS-SQA computed its ST-RRED target with ``skvideo.measure.strred``, which needs numpy<1.24. This is
 our own implementation of the same computation (validated against skvideo on the clips of
-tests/calibration/, ≤1 % relative; see tests/test_targets.py):
+tests/training/calibration/, ≤1 % relative; see tests/training/test_targets.py):
 
 1. luminance frames (0–255) -> band 0 of level 4 of the sp5 steerable pyramid (three rounds of
    lowpass + 2× decimation, then the oriented filter); every correlation uses reflect padding (matlabPyrTools);
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-FILTERS_FILE = Path(__file__).with_name("sp5_filters.json")  # written by tests/calibration/make_strred_reference.py
+FILTERS_FILE = Path(__file__).with_name("sp5_filters.json")  # written by tests/training/calibration/make_strred_reference.py
 BLOCK = 3
 SIGMA_NSQ = 0.1  # noise variance of the GSM model (spatial and temporal, as skvideo)
 LEVEL = 4

@@ -4,10 +4,10 @@ scikit-video 1.1.11 needs numpy<1.24, so this runs in its own venv, never in the
 
     python3.11 -m venv /tmp/skvideo-venv
     /tmp/skvideo-venv/bin/pip install numpy==1.23.5 scipy==1.10.1 scikit-video==1.1.11 pillow==10.4.0
-    /tmp/skvideo-venv/bin/python tests/calibration/make_strred_reference.py
+    /tmp/skvideo-venv/bin/python tests/training/calibration/make_strred_reference.py
 
-Writes (committed): tests/calibration/strred_clips.npz (the luminance clips, uint8, so both venvs see the
-same pixels whatever their JPEG decoder), tests/calibration/strred_reference.json (skvideo's strred values and
+Writes (committed): tests/training/calibration/strred_clips.npz (the luminance clips, uint8, so both venvs see the
+same pixels whatever their JPEG decoder), tests/training/calibration/strred_reference.json (skvideo's strred values and
 its time per clip pair) and models/sp5_filters.json (the three steerable-pyramid filters ST-RRED uses, taken
 from skvideo's load_sp5filters: matlabPyrTools' sp5Filters).
 """
@@ -26,7 +26,7 @@ from PIL import Image, ImageFilter
 from skvideo.measure import strred
 from skvideo.utils.stpyr import load_sp5filters
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 T, H, W = 4, 128, 160  # frames, crop: the level-4 band is 16x20 -> 5x6 non-overlapping 3x3 blocks
 
@@ -80,7 +80,7 @@ def main() -> None:
     lo0filt, _, lofilt, bfilts, _, _ = load_sp5filters()
     filters = {"source": "scikit-video 1.1.11 skvideo.utils.stpyr.load_sp5filters (matlabPyrTools sp5Filters)",
                "lo0filt": lo0filt.tolist(), "lofilt": lofilt.tolist(), "bfilt0": bfilts[0].tolist()}
-    (ROOT / "models" / "sp5_filters.json").write_text(json.dumps(filters) + "\n")
+    (ROOT / "models" / "training" / "sp5_filters.json").write_text(json.dumps(filters) + "\n")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_luminance_weights():
 
 
 def test_strred_matches_scikit_video():
-    """Our torch ST-RRED vs skvideo.measure.strred (values from tests/calibration/make_strred_reference.py)."""
+    """Our torch ST-RRED vs skvideo.measure.strred (values from tests/training/calibration/make_strred_reference.py)."""
     ref = json.loads((CALIB / "strred_reference.json").read_text())
     clips = np.load(CALIB / "strred_clips.npz")
     names = list(ref["pairs"])
