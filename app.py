@@ -11,17 +11,19 @@ Exit code: 0 all scored, 1 some inputs failed (the others are still written), 2 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from consts import EXAMPLES_DIR
+from models import cli
+from models.cli import opt
 from models.errors import InputError
 from models.frames import discover, open_sequence
 from models.results import JOD_HELP, check_writable, stamp, table, write_csv, write_json, write_npz
+from models.runtime import DEVICES
 
 log = logging.getLogger("app")
 CSV_COLUMNS = ("name", "score", "frames", "width", "height", "source", "seconds")
@@ -31,35 +33,21 @@ CSV_COLUMNS = ("name", "score", "frames", "width", "height", "source", "seconds"
 class AppConfig:
     """Options of one scoring run (all flags of app.py)."""
 
-    inputs: list[str] = field(default_factory=lambda: [str(EXAMPLES_DIR)])  # folders, NSS folders, videos
-    out: str | None = None  # output folder; default: the single input folder (or the video's folder)
-    checkpoint: str | None = None  # checkpoint folder; default: released v0.0.1 (make setup)
-    device: str = "auto"  # auto | cpu | cuda
-    batch_size: int = 0  # frames per view-encoder call; 0 = auto (2 on CPU, measured fastest; 16 on CUDA)
-    features_only: bool = False  # skip the regressor (checkpoints without regressor.json)
-    sort: str = "natural"  # frame order: natural (f2 < f10) | plain (upstream's sorted())
-    quiet: bool = False  # no progress bars or info logs, table only
+    inputs: list[str] = opt([str(EXAMPLES_DIR)], "a folder of frames, a folder of such folders, or a video "
+                            "(default: examples/)", positional=True, metavar="INPUT")
+    out: str | None = opt(None, "output folder (default: the input folder; with several inputs, the current one)")
+    checkpoint: str | None = opt(None, "checkpoint folder with config.json + model.pth (default: released v0.0.1)")
+    device: str = opt("auto", "auto (cuda if present) | cpu | cuda", choices=DEVICES)
+    batch_size: int = opt(0, "frames per network call (0 = auto: 2 on CPU, measured fastest; 16 on CUDA)", min=0)
+    features_only: bool = opt(False, "write features only, no JOD scores (checkpoints without regressor.json)")
+    sort: str = opt("natural", "frame order within a folder: natural (frame2 before frame10) | plain (upstream's "
+                    "sorted())", choices=("natural", "plain"))
+    quiet: bool = opt(False, "no progress bars or info messages, the table only")
 
 
 def parse_args(argv: list[str] | None = None) -> AppConfig:
-    p = argparse.ArgumentParser(
-        description="Score rendered sequences (folders of frames or videos) with NVS-SQA: 384-d features + JOD.",
-        epilog=JOD_HELP,
-    )
-    p.add_argument("inputs", nargs="*", default=[str(EXAMPLES_DIR)], metavar="INPUT",
-                   help="a folder of frames, a folder of such folders, or a video (default: examples/)")
-    p.add_argument("--out", help="output folder (default: the input folder; with several inputs, the current one)")
-    p.add_argument("--checkpoint", help="checkpoint folder with config.json + model.pth (default: released v0.0.1)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
-    p.add_argument("--batch-size", type=int, default=0, help="frames per network call (default: 2 CPU, 16 CUDA)")
-    p.add_argument("--features-only", action="store_true", help="write features only, no JOD scores")
-    p.add_argument("--sort", default="natural", choices=["natural", "plain"],
-                   help="frame order within a folder (default natural: frame2 before frame10)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or info messages")
-    a = p.parse_args(argv)
-    if a.batch_size < 0:
-        p.error("--batch-size must be positive")
-    return AppConfig(a.inputs, a.out, a.checkpoint, a.device, a.batch_size, a.features_only, a.sort, a.quiet)
+    return cli.parse(AppConfig, argv, description="Score rendered sequences (folders of frames or videos) with "
+                     "NVS-SQA: 384-d features + JOD.", epilog=JOD_HELP).config
 
 
 def default_out(inputs: list[str]) -> Path:
@@ -145,9 +133,7 @@ def run(cfg: AppConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.cli import main as cli_main
-
-    return cli_main(parse_args, run, argv, interrupted="interrupted; nothing written")
+    return cli.main(parse_args, run, argv, interrupted="interrupted; nothing written")
 
 
 if __name__ == "__main__":

@@ -31,5 +31,4 @@ def set_threads(threads: int) -> None:
 
 def setup_logging(quiet: bool = False) -> None:
     """INFO messages as ``INFO: ...`` on stderr (WARNING and above only when ``quiet``)."""
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s: %(message)s",
-                        force=True)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s: %(message)s")

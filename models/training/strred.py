@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-FILTERS_FILE = Path(__file__).with_name("sp5_filters.json")  # written by tests/training/calibration/make_strred_reference.py
+# written by tests/training/calibration/make_strred_reference.py
+FILTERS_FILE = Path(__file__).with_name("sp5_filters.json")
 BLOCK = 3
 SIGMA_NSQ = 0.1  # noise variance of the GSM model (spatial and temporal, as skvideo)
 LEVEL = 4
