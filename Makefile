@@ -1,10 +1,18 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Everything runs from the venv in .venv/.
+# `make` alone (or `make help`) lists the targets: every `## target: description` line of this file.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-fast lint bench clean
+
+## help: this list (the default goal: `make` alone installs and runs nothing)
+help:
+	@echo "usage: make <target>   (everything runs from the venv in $(VENV)/)"
+	@awk '/^## [A-Za-z0-9_.-]+: / { s = substr($$0, 4); i = index(s, ": "); \
+		printf "  %-18s %s\n", substr(s, 1, i - 1), substr(s, i + 2) }' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +32,11 @@ demo: setup
 test: setup lint
 	$(PY) -m pytest -q tests
 
+## test-fast: lint + the tests marked neither parity nor slow (no weights download, no subprocesses)
+test-fast: $(STAMP) lint
+	$(PY) -m pytest -q -m "not parity and not slow" tests
+
+## lint: ruff over the whole repository
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
@@ -31,6 +44,7 @@ lint: $(STAMP)
 bench: setup
 	$(PY) -m models.nvs_sqa.bench
 
+## clean: remove the venv, caches, checkpoints/ and runs/ (everything `make setup` and the runs made)
 clean:
 	rm -rf $(VENV) .cache checkpoints runs .pytest_cache .ruff_cache
 
@@ -47,9 +61,7 @@ degrade: setup
 
 ## degrade-control: the regressor-free degradation score of a seeded *untrained* encoder (the baseline to beat)
 degrade-control: setup
-	$(PY) -c "import json, torch; from pathlib import Path; from models.nvs_sqa import ModelConfig, SequenceModel; \
-	torch.manual_seed(0); d = Path('runs/random-init'); d.mkdir(parents=True, exist_ok=True); \
-	(d / 'config.json').write_text(json.dumps(ModelConfig().to_dict())); torch.save(SequenceModel().state_dict(), d / 'model.pth')"
+	$(PY) -m models.nvs_sqa.checkpoint --random-init runs/random-init --seed 0
 	$(PY) evaluate.py --degrade --threads 1 --checkpoint runs/random-init --name degrade-random-init
 
 # --------------------------------------------------------------------------------------------- preprocess.py
@@ -70,7 +82,7 @@ DEMO_RUN := runs/train-demo
 
 ## demo-renders: the two example sequences laid out as a tiny training set (symlinks in the git-ignored renders/)
 demo-renders: $(STAMP)
-	$(PY) -c "from models.training.pairs import link_example_renders; link_example_renders('renders')"
+	$(PY) -m models.training.pairs --link-examples renders
 
 ## train-demo: cpu-smoke training on the examples (a few minutes on 2 CPU cores), then the degradation benchmark
 train-demo: setup demo-renders
@@ -84,7 +96,7 @@ bench-train: setup demo-renders
 	$(PY) -m models.training.bench --renders renders
 
 # ------------------------------------------------------------------------------------------------ CrossScore
-# crossscore-demo: the offline CrossScore model, trained on this CPU in minutes from examples/ (no download):
+## crossscore-demo: the offline CrossScore model from examples/ (no download; ~25 min on 2 CPU cores)
 # data -> train (tiny backbone, with references) -> train the no-reference variant -> held-out test of both
 # and of the constant map -> benchmarks/crossscore_demo.{json,md} and docs/crossscore_demo.png.
 CS_DATA  ?= runs/crossscore-demo-data

@@ -126,7 +126,7 @@ NS_OUTPUTS_DIR: Final = ROOT / "outputs"  # ns-train runs: outputs/{scene}/{meth
 RENDERS_DIR: Final = ROOT / "renders"  # renders/{scene}__{method}/00000.png… (the unlabelled training set)
 RENDER_FPS: Final = 30  # ns-render --frame-rate, and the frame rate of the mp4 we write
 NS_INSTALL_HINT: Final = (
-    "install nerfstudio in its own CUDA environment (README, section Preprocess: `pip install nerfstudio==1.1.5 "
+    "install nerfstudio in its own CUDA environment (docs/preprocess.md: `pip install nerfstudio==1.1.5 "
     "kplanes-nerfstudio==0.5.2`) and put its bin/ on PATH or pass --ns-bin DIR"
 )
 

@@ -16,67 +16,58 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
+import textwrap
 from pathlib import Path
-from typing import Any
 
+from models import cli
 from models.errors import InputError
-from models.training.loop import PRESETS, TrainConfig, make_config, train
-from models.training.pairs import PairConfig, link_example_renders
+from models.training.loop import PRESETS, TrainConfig, train
+from models.training.pairs import link_example_renders
 
 log = logging.getLogger("train")
 # What may change when resuming (everything else would make the continuation differ from the original run).
 RESUMABLE = {"epochs", "workers", "device", "threads", "stop_after_steps", "save_every", "val_pairs"}
-NOT_FLAGS = {"pairs", "preset"}
 DEFAULT_RENDERS = TrainConfig().renders
 
 
-def _add(p: argparse.ArgumentParser, name: str, default: Any, help: str) -> None:  # noqa: A002
-    flag = "--" + name.replace("_", "-")
-    kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": f"{help} (default: {default})"}
-    if isinstance(default, bool):
-        p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-    elif isinstance(default, (list, tuple)):
-        p.add_argument(flag, nargs=len(default), type=type(default[0]), metavar="V", **kw)
-    else:
-        p.add_argument(flag, type=type(default), **kw)
+def _epilog() -> str:
+    """The presets as the flags they amount to."""
+    lines = ["presets (flags given with --preset override it):"]
+    for name, preset in PRESETS.items():
+        flat = {k: v for k, v in preset.items() if k not in ("preset", "pairs")} | preset.get("pairs", {})
+        flags = " ".join(f"{cli.flag_name(k)} {v}" for k, v in flat.items()) or "the published recipe (the defaults)"
+        lines.append(textwrap.fill(flags, 100, initial_indent=f"  {name}: ", subsequent_indent=" " * 6))
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
-    p = argparse.ArgumentParser(
+    """Flags -> (config, run folder to resume or None). Bad values exit 2 with one error line."""
+    p = cli.ArgumentParser(
         description="Self-supervised contrastive training of the NVS-SQA encoder (five quality targets).",
-        epilog="Presets: " + "; ".join(f"{k}: {v or 'the published recipe'}" for k, v in PRESETS.items()),
-    )
-    p.add_argument("--preset", default="paper", choices=list(PRESETS), help="base settings (default: paper)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue runs/<name> exactly (model, optimizer, RNG, step)")
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        if f.name not in NOT_FLAGS:
-            _add(p, f.name, getattr(defaults, f.name), f.metadata["help"])
-    pairs = p.add_argument_group("pair sampling (paper defaults)")
-    for f in fields(PairConfig):
-        _add(pairs, f.name, getattr(defaults.pairs, f.name), f.name.replace("_", " "))
-    given = vars(p.parse_args(argv))
-    preset, resume = given.pop("preset"), given.pop("resume")
-    pair_names = {f.name for f in fields(PairConfig)}
-    pair_over = {k: given.pop(k) for k in list(given) if k in pair_names}
-    if resume:
-        cfg_file = Path(resume) / "config.json"
-        try:
-            saved = json.loads(cfg_file.read_text())["config"]
-        except (OSError, ValueError, KeyError) as e:
-            p.exit(2, f"error: {cfg_file}: cannot read the run's config ({type(e).__name__}); is {resume} a run?\n")
-        bad = sorted(set(given) - RESUMABLE) + sorted(pair_over)
-        if bad:
-            p.exit(2, f"error: --resume continues the saved config; cannot change {', '.join(bad)} "
-                   f"(allowed: {', '.join(sorted(RESUMABLE))})\n")
-        return TrainConfig(**{**saved, **given}), resume
-    if "weights" in given:
-        given["weights"] = list(given["weights"])
+        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue runs/<name> exactly (model, optimizer, RNG, step); "
+                   f"only {', '.join(sorted(RESUMABLE))} may be given with it")
+    parsed = cli.parse(TrainConfig, argv, presets=PRESETS, default_preset="paper", parser=p)
+    given = dict(parsed.given)
+    resume = given.pop("resume", None)
+    if not resume:
+        return parsed.config, None
+    # Resuming: the saved config, with only the RESUMABLE flags applied (--preset is ignored).
+    cfg_file = Path(resume) / "config.json"
     try:
-        return make_config(preset, **given, pairs=pair_over), None
-    except (InputError, TypeError) as e:
-        p.exit(2, f"error: {e}\n")
+        saved = json.loads(cfg_file.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        p.exit(2, f"error: {cfg_file}: cannot read the run's config ({type(e).__name__}); is {resume} a run?\n")
+    bad = sorted(k for k in given if k not in RESUMABLE and k != "pairs") + sorted(given.get("pairs", {}))
+    if bad:
+        p.exit(2, f"error: --resume continues the saved config; cannot change {', '.join(bad)} "
+               f"(allowed: {', '.join(sorted(RESUMABLE))})\n")
+    try:
+        cfg = cli.build(TrainConfig, {**saved, **given})
+        cli.check(cfg)
+    except (InputError, TypeError, ValueError) as e:
+        p.exit(2, f"error: {cfg_file}: unusable saved config ({e})\n")
+    return cfg, resume
 
 
 def run(cfg: TrainConfig, resume: str | None = None) -> int:
@@ -97,13 +88,8 @@ def run(cfg: TrainConfig, resume: str | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    cfg, resume = parse_args(argv)
-    try:
-        return run(cfg, resume)
-    except KeyboardInterrupt:
-        print("interrupted; continue with --resume from the last saved latest/", file=sys.stderr)
-        return 130
+    return cli.main(parse_args, lambda job: run(*job), argv,
+                    interrupted="interrupted; continue with --resume from the last saved latest/")
 
 
 if __name__ == "__main__":

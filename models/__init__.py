@@ -1,0 +1,23 @@
+"""The toolkit: shared flat modules and one subpackage per job; the five top-level scripts are thin entry points.
+
+Shared flat modules (none imports a subpackage):
+
+    errors       InputError, the one error type: unusable user input, reported as one line, exit code 2
+    cli          config dataclass <-> flags (``opt``), and ``main()``, the one entry point of every script
+    runtime      device choice, CPU threads, logging setup
+    frames       reading sequences (frame folders, videos, image lists, arrays) into validated uint8 RGB frames
+    results      atomic result files stamped with the versions that made them; Markdown/CSV tables
+    stats        Pearson, Spearman (SRCC), Kendall tau-b (KRCC), RMSE, NaN where undefined
+    ssim         the one SSIM / PSNR (NVS-SQA training targets, CrossScore target)
+
+Subpackages:
+
+    nvs_sqa      NVS-SQA (no reference): network, released checkpoint (``make setup``), the scorer (app.py), bench
+    evaluation   benchmark protocol (SRCC/PLCC/KRCC/RMSE), bank + feature cache, degradation benchmark (evaluate.py)
+    training     self-supervised training of the NVS-SQA encoder: pairs, targets (ST-RRED), loop, run folders
+    preprocess   rendering the unlabelled training set with nerfstudio: jobs, commands, plan, CLI check
+    crossscore   CrossScore (reference-based, and its no-reference variant): network, data, training, prediction
+
+``crossscore`` and ``preprocess`` need nothing from ``nvs_sqa``, ``training`` or ``evaluation``.
+tests/test_layout.py checks these rules, the absence of import cycles and the size limits.
+"""

@@ -33,6 +33,13 @@ from models.runtime import setup_logging
 log = logging.getLogger("cli")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``prog: error: <what> (see --help)``, exit 2), without the usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def opt(
     default: Any = MISSING, help: str = "", *, positional: bool = False, choices: Sequence[Any] | None = None,  # noqa: A002
     min: float | None = None, metavar: str | None = None, group: str | None = None, flag: bool = True,  # noqa: A002
@@ -119,7 +126,8 @@ def add_flags(p: argparse.ArgumentParser, cls: type, defaults: Mapping[str, Any]
                 groups[md["group"]] = p.add_argument_group(md["group"])
             target = groups[md["group"]]
         help_ = md.get("help", "")
-        if default not in (MISSING, None, False, "") and "default" not in help_ and not md.get("required"):
+        shown_default = default is not MISSING and default is not None and default is not False and default != ""
+        if shown_default and "default" not in help_ and not md.get("required"):
             help_ = f"{help_} (default: {_show(default)})"
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_.replace("%", "%%")}
         if md.get("choices"):
@@ -128,10 +136,15 @@ def add_flags(p: argparse.ArgumentParser, cls: type, defaults: Mapping[str, Any]
             kw["metavar"] = md["metavar"]
         item, nargs = _item_type(tp)
         if md.get("positional"):
-            target.add_argument(f.name, nargs="*" if nargs else "?", type=item, **kw)
+            if md.get("required"):
+                kw.pop("default")
+            target.add_argument(f.name, nargs=("+" if md.get("required") else "*") if nargs else
+                                (None if md.get("required") else "?"), type=item, **kw)
             continue
         if tp is bool:
-            target.add_argument(flag_name(f.name), dest=f.name, action=argparse.BooleanOptionalAction, **kw)
+            # --x/--no-x; a field already named no_x is a plain switch (argparse would read --no-x as "x off")
+            action = "store_true" if f.name.startswith("no_") else argparse.BooleanOptionalAction
+            target.add_argument(flag_name(f.name), dest=f.name, action=action, **kw)
             continue
         if nargs is not None:
             kw["nargs"] = nargs
@@ -204,8 +217,8 @@ def parser_for(cls: type, description: str = "", epilog: str | None = None,
                presets: Mapping[str, Mapping[str, Any]] | None = None, default_preset: str | None = None,
                parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """The argparse parser of ``cls`` (``--preset`` first when the script has presets)."""
-    p = parser or argparse.ArgumentParser(description=description, epilog=epilog,
-                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Descriptions/epilogs are short prose: let argparse wrap them (scripts with a pre-formatted text pass parser=).
+    p = parser or ArgumentParser(description=description, epilog=epilog)
     if presets:
         p.add_argument("--preset", default=default_preset, choices=list(presets),
                        help=f"base settings that flags override (default: {default_preset})")
@@ -233,6 +246,26 @@ def parse(cls: type, argv: Sequence[str] | None = None, *, description: str = ""
     return Parsed(cfg, {**given, **extra}, preset)
 
 
+def parse_subcommand(commands: Mapping[str, tuple[type, str]], argv: Sequence[str] | None = None, *,
+                     description: str = "", epilog: str | None = None) -> Any:
+    """:func:`parse` for a script with subcommands (``{name: (config class, one-line help)}``): one subparser per
+    config class; returns the chosen command's config."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = ArgumentParser(description=description, epilog=epilog, formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers = {name: parser_for(cls, parser=sub.add_parser(name, help=h, description=h))
+               for name, (cls, h) in commands.items()}
+    ns = vars(p.parse_args(argv))
+    name = ns.pop("command")
+    cls, sp = commands[name][0], parsers[name]
+    try:
+        cfg = build(cls, split_given(cls, ns))
+        check(cfg)
+    except (InputError, TypeError, ValueError) as e:
+        sp.error(str(e))
+    return cfg
+
+
 def _all_nested(cls: type) -> set[str]:
     return {f.name for sub in _nested(cls).values() for f in fields(sub)}
 
@@ -251,7 +284,7 @@ def to_argv(cfg: Any, base: Any | None = None) -> list[str]:
         elif f.metadata.get("positional"):
             positional += [str(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
         elif isinstance(v, bool):
-            out.append(flag_name(f.name) if v else "--no-" + f.name.replace("_", "-"))
+            out.append(flag_name(f.name) if v or f.name.startswith("no_") else "--no-" + f.name.replace("_", "-"))
         elif isinstance(v, (list, tuple)):
             out += [flag_name(f.name), *map(str, v)]
         elif v is not None:

@@ -2,7 +2,7 @@
 
 Every sequence becomes a stream of validated ``uint8`` RGB frames of shape (H, W, 3) (``dim_order="HWC"``).
 All bad-input errors are raised here, once, as :class:`InputError` whose message is one line naming the
-file and what to do. Conversions (documented in the README):
+file and what to do. Conversions (documented in docs/scoring.md):
 
 - grayscale (``L``, ``1``) is replicated to three channels; palette images are expanded to RGB;
 - an alpha channel is discarded (the colour channels are used as stored), with a warning;
@@ -168,8 +168,8 @@ class FrameSequence:
                     f"{self.width}x{self.height}; all frames of a sequence must have one size"
                 )
             if i == 0 and notes:
-                log.warning("%s: frames converted to 8-bit RGB (%s); see README 'Input formats'",
-                            self.source, ", ".join(sorted(notes)))
+                log.warning("%s: frames converted to 8-bit RGB (%s); see docs/scoring.md, 'Input formats and "
+                            "conversions'", self.source, ", ".join(sorted(notes)))
             yield frame
 
     def _iter_video(self) -> Iterator[np.ndarray]:

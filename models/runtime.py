@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
-
-import torch
+from typing import TYPE_CHECKING
 
 from models.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where it is used: --help and flag errors stay fast
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` -> CUDA when present, else CPU; a clear error when CUDA is asked for but absent."""
+    import torch
+
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -26,6 +30,8 @@ def set_threads(threads: int) -> None:
     if threads < 0:
         raise InputError(f"--threads {threads}: must be >= 0 (0 = torch's default)")
     if threads > 0:
+        import torch
+
         torch.set_num_threads(threads)
 
 

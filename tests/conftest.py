@@ -1,9 +1,26 @@
-"""Shared test fixtures. Tests that need ../shared skip without it on a user's machine, but fail under CI."""
+"""Shared test fixtures, and the rule that puts the ``parity`` and ``slow`` markers on tests.
+
+Tests that need ../shared skip without it on a user's machine, but fail under CI.
+
+Markers are given here, by :func:`pytest_collection_modifyitems`, not by hand in each file:
+
+* ``parity``: the test uses the fixture ``released_dir``, ``released_model`` or ``shared_dir``, directly or
+  through another fixture (``item.fixturenames`` is the closure of everything it requests).
+* ``slow``: the test runs something in another process. Its module's source must mention ``subprocess`` or
+  ``spawn``, and the test function, a fixture it uses that is defined in the same module, or a function of
+  that module they call (followed transitively through the names their code loads) must call
+  ``subprocess.<anything>(`` or ``<something>.spawn(`` (``torch.multiprocessing.spawn``, ``mp.spawn``).
+
+``make test-fast`` deselects both: ``pytest -m "not parity and not slow"``.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -13,6 +30,69 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a hub duri
 sys.path.insert(0, str(ROOT))
 
 from consts import CHECKPOINTS_DIR, RELEASED, SHARED_DIR  # noqa: E402
+
+PARITY_FIXTURES = frozenset({"released_dir", "released_model", "shared_dir"})
+_MODULE_HINT = re.compile(r"\bsubprocess\b|\bspawn\b")
+_RUNS_A_PROCESS = re.compile(r"\bsubprocess\.\w+\(|\.spawn\(")
+
+
+def _source(fn) -> str:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return ""
+
+
+def _loaded_names(code: types.CodeType) -> set[str]:
+    """Every global/attribute name the code (and the functions, lambdas, comprehensions inside it) loads."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _loaded_names(const)
+    return names
+
+
+def runs_a_process(fns, module: types.ModuleType) -> bool:
+    """Whether any of ``fns``, or a function of ``module`` they call (transitively), starts a process."""
+    if not _MODULE_HINT.search(_source(module)):
+        return False
+    todo, seen = list(fns), set()
+    while todo:
+        fn = inspect.unwrap(todo.pop())
+        code = getattr(fn, "__code__", None)
+        if code is None or code in seen:
+            continue
+        seen.add(code)
+        if _RUNS_A_PROCESS.search(_source(fn)):
+            return True
+        for name in _loaded_names(code):
+            other = getattr(module, name, None)
+            if inspect.isfunction(other) and other.__module__ == module.__name__:
+                todo.append(other)
+    return False
+
+
+def _module_fixture_funcs(item: pytest.Function) -> list:
+    """The functions of the fixtures the test uses that its own module defines."""
+    info = getattr(item, "_fixtureinfo", None)
+    funcs = []
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        for fixturedef in defs:
+            func = getattr(fixturedef, "func", None)
+            if func is not None and getattr(func, "__module__", None) == item.module.__name__:
+                funcs.append(func)
+    return funcs
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        if PARITY_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.parity)
+        if item.get_closest_marker("slow") is None and item.module is not None \
+                and runs_a_process([item.function, *_module_fixture_funcs(item)], item.module):  # fmt: skip
+            item.add_marker(pytest.mark.slow)
 
 
 def _need(path: Path, what: str) -> Path:

@@ -26,7 +26,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from consts import EXAMPLES_DIR
 from models.crossscore.data import list_images
+from models.crossscore.options import DemoDataConfig
 from models.errors import InputError
 from models.frames import read_image
 from models.results import atomic_write_bytes, atomic_write_json
@@ -96,9 +98,12 @@ def _png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def build_demo_dataset(sources: list[Path], out: Path, width: int = 140, height: int = 112,
-                       split_frame: int = 84, seed: int = 0) -> dict[str, int]:
-    """Write the dataset under ``out`` (see the module docstring); returns counts per set."""
+def build_demo_dataset(cfg: DemoDataConfig) -> dict[str, int]:
+    """Write the dataset under ``cfg.out`` (see the module docstring); returns counts per set."""
+    sources, out = [Path(s) for s in cfg.sources], Path(cfg.out)
+    width, height, split_frame, seed = cfg.width, cfg.height, cfg.split_frame, cfg.seed
+    if not sources:
+        raise InputError(f"{EXAMPLES_DIR}: no example sequence folder; pass --sources FOLDER ...")
     counts = {"train": 0, "heldout": 0}
     for src in sources:
         frames = list_images(src) if src.is_dir() else []

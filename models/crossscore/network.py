@@ -2,7 +2,7 @@
 head and the jigsaw reassembly into a per-pixel SSIM map (facts: ../shared/specs/crossscore.md).
 
 Module names follow upstream's ``CrossScoreNet`` so that a state_dict maps 1:1 onto the Lightning checkpoint
-(``model.`` prefix, DINOv2 parameter names of transformers 4.x; see ``models/crossscore_ckpt.py``).
+(``model.`` prefix, DINOv2 parameter names of transformers 4.x; see ``models/crossscore/checkpoint.py``).
 
 Fewer references than the batch holds are handled with a key-padding mask on the cross-attention (padded
 views never receive attention), not with black images. With no reference at all (``n_ref = 0``) the decoder

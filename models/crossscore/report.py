@@ -11,24 +11,41 @@ training vs held-out kinds) and the figure ``docs/crossscore_demo.png``.
 
 from __future__ import annotations
 
-import argparse
 import logging
+import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from consts import ROOT
-from models.crossscore.data import discover_items, load_sample
+from models import cli
+from models.cli import opt
+from models.crossscore.data import collate, discover_items, load_sample
 from models.crossscore.demo import HELDOUT_KINDS
+from models.crossscore.evaluate import evaluate, make_predictor, summarise
 from models.crossscore.figures import to_hwc, write_figure
-from models.crossscore.train import evaluate, make_predictor, summarise
-from models.errors import InputError
-from models.results import stamp, table, write_json
+from models.results import atomic_write_bytes, stamp, table, write_json
+from models.runtime import set_threads
 
 log = logging.getLogger(__name__)
 COLUMNS = ("model", "subset", "n", "l1", "psnr", "pearson", "srcc", "pred_ssim", "true_ssim")
+
+
+@dataclass
+class ReportConfig:
+    """Options of ``python -m models.crossscore.report``."""
+
+    data: str = opt("", "held-out dataset root", required=True)
+    checkpoint: str = opt("", "the CrossScore model (with references)", required=True)
+    noref: str = opt("", "the no-reference variant (trained with --n-ref 0)", required=True)
+    out: str = opt(str(ROOT / "benchmarks" / "crossscore_demo"), "tables: OUT.json, OUT.md")
+    figure: str = opt(str(ROOT / "docs" / "crossscore_demo.png"), "the example figure (PNG)")
+    short_side: int = opt(0, "resize the short side (default 0: keep the size)", min=0)
+    threads: int = opt(0, "torch CPU threads (0 = torch's default)", min=0)
+    quiet: bool = opt(False, "no progress bars or info messages")
 
 
 def _machine() -> str:
@@ -36,8 +53,6 @@ def _machine() -> str:
         cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor() or platform.machine()
-    import os
-
     return f"{cpu}, {os.cpu_count()} cores, no GPU used"
 
 
@@ -69,8 +84,6 @@ def report(data: Path, checkpoint: str, noref: str, out: Path, figure: Path, sho
           "correlation of predicted and true SSIM maps; SRCC = Spearman of per-image mean SSIM; PSNR = "
           "-10·log10(L1²). A constant map has no correlation (nan).", "",
           table(results, COLUMNS, fmt="github"), ""]
-    from models.results import atomic_write_bytes
-
     atomic_write_bytes(out.with_suffix(".md"), "\n".join(md).encode())
     _figure(items, checkpoint, figure, short_side)
     return results
@@ -82,38 +95,28 @@ def _figure(items, checkpoint: str, path: Path, short_side: int) -> None:
     pick = [it for it in items if it.method == "warp"] or list(items)
     it = pick[len(pick) // 2]
     s = load_sample(it, n_ref, short_side)
-    from models.crossscore.data import collate
-
     m = predict(collate([s]))[0].numpy()
     write_figure(path, to_hwc(s.query), m, [to_hwc(r) for r in s.refs], s.target.numpy(),
                  title=f"held-out {it.method} render {it.scene}/{it.query.name}",
                  ref_names=[p.name for p in s.ref_paths], dpi=56)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True, help="held-out dataset root")
-    p.add_argument("--checkpoint", required=True, help="the CrossScore model (with references)")
-    p.add_argument("--noref", required=True, help="the no-reference variant (trained with --n-ref 0)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "crossscore_demo"), help="tables: OUT.json, OUT.md")
-    p.add_argument("--figure", default=str(ROOT / "docs" / "crossscore_demo.png"))
-    p.add_argument("--short-side", type=int, default=0, help="resize the short side (default 0: keep the size)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if a.quiet else logging.INFO, format="%(levelname)s: %(message)s")
-    if a.threads > 0:
-        import torch
+def parse_args(argv: list[str] | None = None) -> ReportConfig:
+    return cli.parse(ReportConfig, argv, description=__doc__.split("\n")[0]).config
 
-        torch.set_num_threads(a.threads)
-    try:
-        rows = report(Path(a.data), a.checkpoint, a.noref, Path(a.out), Path(a.figure), a.short_side, not a.quiet)
-    except InputError as e:
-        log.error("%s", e)
-        return 2
+
+def run(cfg: ReportConfig) -> int:
+    """Write the report of ``cfg``; prints the table."""
+    set_threads(cfg.threads)
+    rows = report(Path(cfg.data), cfg.checkpoint, cfg.noref, Path(cfg.out), Path(cfg.figure), cfg.short_side,
+                  not cfg.quiet)
     print(table(rows, COLUMNS))
-    print(f"wrote {a.out}.json, {a.out}.md and {a.figure}")
+    print(f"wrote {cfg.out}.json, {cfg.out}.md and {cfg.figure}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

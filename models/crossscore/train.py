@@ -1,4 +1,4 @@
-"""CrossScore training (upstream recipe by default) and testing (L1, pixel Pearson, PSNR from L1, SRCC).
+"""CrossScore training (upstream recipe by default); testing lives in :mod:`models.crossscore.evaluate`.
 
 Training is exactly resumable: the batch of step ``s`` (shuffle order, crops, random references) is a pure
 function of ``(seed, s)``, and ``runs/<name>/state.pth`` holds the model, optimiser, AMP scaler and step.
@@ -11,61 +11,33 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from consts import CROSSSCORE_N_REF, CROSSSCORE_TRAIN_CROP, CROSSSCORE_TRAIN_SHORT_SIDE, RUNS_DIR
-from models.crossscore.checkpoint import checkpoint_meta, load_model, load_tensors, save_model
-from models.crossscore.data import Item, batches_by_size, collate, discover_items, load_sample
+from models.crossscore.checkpoint import load_model, load_tensors, save_model
+from models.crossscore.data import Item, collate, discover_items, load_sample
+from models.crossscore.evaluate import map_pearson
 from models.crossscore.figures import to_hwc, write_figure
 from models.crossscore.network import CrossScoreConfig, CrossScoreNet
+from models.crossscore.options import CrossScoreTrainConfig
 from models.errors import InputError
 from models.frames import prefetch
 from models.results import atomic_write_bytes, atomic_write_json, stamp
-from models.runtime import resolve_device
+from models.runtime import resolve_device, set_threads
 from models.ssim import psnr_from_l1
-from models.stats import pearson
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainConfig:
-    """Options of one CrossScore training run (all flags of ``crossscore.py train``)."""
-
-    data: str = ""  # dataset root (upstream or simple layout, see models/crossscore_data.py)
-    name: str = "crossscore"  # run folder <runs_dir>/<name>/
-    runs_dir: str = str(RUNS_DIR)  # parent folder of the run folders
-    backbone: str = "facebook/dinov2-small"  # "tiny" (random, trainable) | transformers folder | cached hub id
-    init: str | None = None  # start from this checkpoint (folder or upstream .ckpt) instead of a fresh head
-    n_ref: int = CROSSSCORE_N_REF  # references per query; 0 = the no-reference variant
-    short_side: int = CROSSSCORE_TRAIN_SHORT_SIDE  # resize short side first (bilinear, antialias)
-    crop: int = CROSSSCORE_TRAIN_CROP  # random square crop
-    batch_size: int = 24  # upstream: 24 per GPU
-    lr: float = 5e-4  # AdamW
-    weight_decay: float = 0.01
-    epochs: int = 9
-    steps: int = 0  # stop after this many steps (0 = epochs × steps per epoch)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch CPU threads (0 = torch's default; 1 is fastest on a busy 2-core machine)
-    amp: bool = True  # fp16 autocast + GradScaler on CUDA (ignored on CPU)
-    log_every: int = 10
-    fig_every: int = 200
-    save_every: int = 100
-    resume: bool = False  # continue runs/<name>/state.pth exactly
-    out_checkpoint: str | None = None  # also write the final model folder here (e.g. checkpoints/crossscore-tiny)
-
-
-def build_net(cfg: TrainConfig) -> CrossScoreNet:
+def build_net(cfg: CrossScoreTrainConfig) -> CrossScoreNet:
+    """A fresh network (backbone trainable only when ``tiny``), or ``cfg.init``'s weights to fine-tune."""
     torch.manual_seed(cfg.seed)  # the random parts (tiny backbone, decoder, head, table) are reproducible
     if cfg.init:
         net, _ = load_model(cfg.init, None)
@@ -76,7 +48,7 @@ def build_net(cfg: TrainConfig) -> CrossScoreNet:
                                           seed=cfg.seed))
 
 
-def make_batch(items: Sequence[Item], cfg: TrainConfig, step: int) -> dict[str, Any]:
+def make_batch(items: Sequence[Item], cfg: CrossScoreTrainConfig, step: int) -> dict[str, Any]:
     """The training batch of ``step``: a pure function of (seed, step)."""
     per_epoch = max(1, len(items) // cfg.batch_size)
     epoch, k = divmod(step, per_epoch)
@@ -96,23 +68,17 @@ def make_batch(items: Sequence[Item], cfg: TrainConfig, step: int) -> dict[str, 
     return batch
 
 
-def map_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Pixel Pearson correlation of two maps (nan when either is constant)."""
-    return pearson(a.detach().double().flatten().cpu().numpy(), b.detach().double().flatten().cpu().numpy())
-
-
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
+def train_crossscore(cfg: CrossScoreTrainConfig) -> Path:
     """Train (or resume) ``runs/<cfg.name>``; returns the model folder."""
     from tqdm import tqdm
 
     run = Path(cfg.runs_dir) / cfg.name
     dev = resolve_device(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     items = discover_items(Path(cfg.data))
     net = build_net(cfg).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     per_epoch = max(1, len(items) // cfg.batch_size)
@@ -121,7 +87,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if cfg.resume:
         st = load_tensors(run / "state.pth")
         net.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
+        optim.load_state_dict(st["optimizer"])
         scaler.load_state_dict(st["scaler"])
         start = int(st["step"])
         targets_sum, targets_n = float(st["target_sum"]), int(st["target_n"])
@@ -137,16 +103,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     window: list[tuple[float, float]] = []
     t0 = time.perf_counter()
     batches = prefetch((make_batch(items, cfg, s) for s in range(start, total)), depth=2)
-    bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {cfg.name}", disable=not progress)
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {cfg.name}", disable=cfg.quiet)
     for step, batch in zip(bar, batches, strict=True):
         b = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
         with ctx:
             pred = net(b["query"], b["refs"], b["ref_valid"])["score_map"]
         loss = (pred.float() - b["target"]).abs().mean()
-        opt.zero_grad(set_to_none=True)
+        optim.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.step(opt)
+        scaler.step(optim)
         scaler.update()
         targets_sum += float(b["target"].sum())
         targets_n += b["target"].numel()
@@ -166,7 +132,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                          [to_hwc(r) for r in (batch["refs"][i] if batch["refs"] is not None else [])],
                          batch["target"][i].numpy(), title=f"{cfg.name} step {done}")
         if done % cfg.save_every == 0 or done == total:
-            _save_state(run, net, opt, scaler, done, targets_sum, targets_n)
+            _save_state(run, net, optim, scaler, done, targets_sum, targets_n)
     # the constant-map baseline of `test --baseline constant`: the mean training target
     meta = {"run": str(run), "steps": total, "n_ref": cfg.n_ref, "short_side": cfg.short_side, "crop": cfg.crop,
             "predict_short_side": min(cfg.short_side, cfg.crop) if cfg.crop > 0 else cfg.short_side,
@@ -183,94 +149,8 @@ def _append_jsonl(path: Path, rec: dict[str, Any]) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
-def _save_state(run: Path, net, opt, scaler, step: int, target_sum: float, target_n: int) -> None:
+def _save_state(run: Path, net, optim, scaler, step: int, target_sum: float, target_n: int) -> None:
     buf = io.BytesIO()
-    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+    torch.save({"model": net.state_dict(), "optimizer": optim.state_dict(), "scaler": scaler.state_dict(),
                 "step": step, "target_sum": target_sum, "target_n": target_n}, buf)
     atomic_write_bytes(run / "state.pth", buf.getvalue())
-
-
-# --------------------------------------------------------------------------------------------- testing
-Predictor = Callable[[dict[str, Any]], torch.Tensor]
-
-
-def net_predictor(net: CrossScoreNet, dev: torch.device, fp16: bool = False) -> Predictor:
-    def predict(batch: dict[str, Any]) -> torch.Tensor:
-        ctx = torch.autocast("cuda", dtype=torch.float16) if fp16 and dev.type == "cuda" else nullcontext()
-        with torch.no_grad(), ctx:
-            refs = batch["refs"].to(dev) if batch["refs"] is not None else None
-            valid = batch["ref_valid"].to(dev) if batch["ref_valid"] is not None else None
-            return net(batch["query"].to(dev), refs, valid)["score_map"].float().cpu()
-    return predict
-
-
-def constant_predictor(value: float, patch: int = 14) -> Predictor:
-    """The constant-map baseline: every pixel of every image gets ``value``."""
-    def predict(batch: dict[str, Any]) -> torch.Tensor:
-        b, _, h, w = batch["query"].shape
-        return torch.full((b, h - h % patch, w - w % patch), float(value))
-    return predict
-
-
-def evaluate(predict: Predictor, items: Sequence[Item], n_ref: int, short_side: int, batch_size: int = 8,
-             seed: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """One row per query: true and predicted mean SSIM, map L1 and pixel Pearson correlation."""
-    from tqdm import tqdm
-
-    loaded = prefetch(((it, load_sample(it, n_ref, short_side, 0, seed)) for it in items), depth=4)
-    rows = []
-    with tqdm(total=len(items), desc="test", disable=not progress) as bar:
-        for group in batches_by_size(loaded, batch_size):
-            batch = collate([s for _, s in group])
-            if batch["target"] is None:
-                raise InputError(f"{group[0][0].query}: no ground truth or SSIM target; test needs one per render")
-            pred = predict(batch)
-            for (it, _s), p, t in zip(group, pred, batch["target"], strict=True):
-                rows.append({"dataset": it.dataset, "method": it.method, "scene": it.scene, "image": str(it.query),
-                             "true_ssim": float(t.mean()), "pred_ssim": float(p.mean()),
-                             "l1": float((p - t).abs().mean()), "pearson": map_pearson(p, t)})
-            bar.update(len(group))
-    return rows
-
-
-def summarise(rows: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], tuple[str, str]] | None = None,
-              overall: bool = True) -> list[dict[str, Any]]:
-    """Per group (default: dataset, method) and overall: n, L1, PSNR from L1, mean pixel Pearson, SRCC of the
-    per-image means (nan for a constant prediction, whose correlation is undefined)."""
-    from scipy.stats import spearmanr
-
-    key = key or (lambda r: (r["dataset"], r["method"]))
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(key(r), []).append(r)
-    if overall:
-        groups[("all", "all")] = list(rows)
-    out = []
-    for (ds, m), rs in groups.items():
-        l1 = float(np.mean([r["l1"] for r in rs]))
-        pr = [r["pearson"] for r in rs if not math.isnan(r["pearson"])]
-        pred, true = [r["pred_ssim"] for r in rs], [r["true_ssim"] for r in rs]
-        srcc = float(spearmanr(pred, true).statistic) if len(rs) > 2 and np.ptp(pred) > 0 else float("nan")
-        out.append({"dataset": ds, "method": m, "n": len(rs), "l1": l1, "psnr": psnr_from_l1(l1),
-                    "pearson": float(np.mean(pr)) if pr else float("nan"), "srcc": srcc,
-                    "true_ssim": float(np.mean(true)), "pred_ssim": float(np.mean(pred))})
-    return out
-
-
-def make_predictor(checkpoint: str, baseline: str = "none", backbone: str | None = None, device: str = "cpu",
-                   n_ref: int = -1) -> tuple[Predictor, int, dict[str, Any]]:
-    """The predictor of ``test``: a checkpoint's network, or (``baseline="constant"``) its mean training target
-    as a constant map. Returns (predictor, references per query, provenance)."""
-    net, info = load_model(checkpoint, backbone)
-    meta = checkpoint_meta(checkpoint)
-    n = n_ref if n_ref >= 0 else int(meta.get("n_ref", CROSSSCORE_N_REF))
-    if baseline == "constant":
-        if "train_target_mean" not in meta:
-            raise InputError(f"{checkpoint}: no train_target_mean in config.json; the constant baseline needs a "
-                             "checkpoint written by crossscore.py train")
-        value = float(meta["train_target_mean"])
-        return constant_predictor(value, net.patch), n, {**info, "baseline": "constant", "constant": value}
-    if baseline != "none":
-        raise InputError(f"--baseline {baseline}: unknown; use none or constant")
-    dev = resolve_device(device)
-    return net_predictor(net.to(dev), dev, fp16=True), n, {**info, "device": str(dev)}

@@ -3,7 +3,7 @@
 Every distortion is a pure function of (clip, level, rng); the rng of variant (distortion d, level l) is
 ``numpy.random.default_rng([seed, d, l])``, so variants are identical bit for bit across runs and machines
 with the same numpy/OpenCV, and do not depend on which other variants are built. Level 0 is the clean clip.
-Clips are uint8 (T, H, W, 3) RGB. Parameters per level are in ``LEVELS`` (documented in the README).
+Clips are uint8 (T, H, W, 3) RGB. Parameters per level are in ``LEVELS`` (documented in docs/evaluation.md).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""Checkpoints: fetch and verify the released weights, convert the regressor, load any checkpoint folder.
+"""Checkpoints: fetch and verify the released weights, convert the regressor, write and load checkpoint folders.
 
 A checkpoint folder holds ``config.json`` (model hyper-parameters), ``model.pth`` (a plain state_dict, loaded
-with ``torch.load(weights_only=True)``) and, optionally, ``regressor.json`` (ridge coef/intercept). The
-released v0.0.1 folder is made by ``python -m models.nvs_sqa.checkpoint`` (``make setup``) from the CC0 wheel
-``nvs-sqa==0.1.1``; train.py and evaluate.py write the same format. Nothing is unpickled at run time: the
-released scikit-learn pickle is read once, at setup, by an allow-list unpickler that only rebuilds numpy
-arrays, and written out as JSON.
+with ``torch.load(weights_only=True)``) and, optionally, ``regressor.json`` (ridge coef/intercept).
+:func:`save_checkpoint` is the one writer of that format (the released folder, train.py's encoders,
+evaluate.py --save-regressor, the untrained baseline). The released v0.0.1 folder is made by
+``python -m models.nvs_sqa.checkpoint`` (``make setup``) from the CC0 wheel ``nvs-sqa==0.1.1``. Nothing is
+unpickled at run time: the released scikit-learn pickle is read once, at setup, by an allow-list unpickler that
+only rebuilds numpy arrays, and written out as JSON.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import io
 import json
 import logging
 import pickle
+import shutil
 import subprocess
 import sys
 import zipfile
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +30,11 @@ from typing import Any
 import numpy as np
 
 from consts import CACHE_DIR, CKPT_CONFIG, CKPT_REGRESSOR, CKPT_WEIGHTS, RELEASED, ReleasedFile
+from models import cli
+from models.cli import opt
 from models.errors import InputError
 from models.nvs_sqa.network import ModelConfig, Regressor, SequenceModel
-from models.results import atomic_write_bytes, atomic_write_json, sha256_file
+from models.results import sha256_file
 
 log = logging.getLogger(__name__)
 FIX_HINT = "run `make setup` (or `python -m models.nvs_sqa.checkpoint --force`) to fetch the released weights again"
@@ -127,16 +133,93 @@ def fetch_released(force: bool = False, cache: Path = CACHE_DIR / "wheels") -> P
         weights = _member(zf, RELEASED.state_dict)
         config = _member(zf, RELEASED.config)
         pkl = _member(zf, RELEASED.regressor_pickle)
-    atomic_write_bytes(d / CKPT_WEIGHTS, weights)
-    atomic_write_bytes(d / CKPT_CONFIG, config)
-    atomic_write_json(d / CKPT_REGRESSOR, ridge_pickle_to_json(pkl, RELEASED.regressor_pickle.sha256))
-    atomic_write_json(d / "SOURCE.json", {
+    source = {
         "wheel": RELEASED.wheel_file, "wheel_sha256": RELEASED.wheel_sha256, "license": "CC0-1.0",
         "files": {f.target: {"member": f.member, "sha256": f.sha256}
                   for f in (RELEASED.state_dict, RELEASED.config, RELEASED.regressor_pickle)},
-    })  # fmt: skip
+    }  # fmt: skip
+    # weights and config verbatim: their sha256 are the published ones that released_is_installed() checks
+    save_checkpoint(d, config, weights, ridge_pickle_to_json(pkl, RELEASED.regressor_pickle.sha256),
+                    {"SOURCE.json": _json_bytes(source)})
     log.info("released checkpoint %s written to %s", RELEASED.version, d)
     return d
+
+
+# --------------------------------------------------------------------------------------------- writing
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode()  # the layout of results.atomic_write_json
+
+
+def _cpu_state(state_dict: Mapping[str, Any]) -> OrderedDict:
+    """Detached CPU tensors with torch's per-module ``_metadata`` kept, so that a CPU model's ``state_dict()``
+    is saved byte for byte as ``torch.save(model.state_dict(), path)`` saves it."""
+    out = OrderedDict((k, v.detach().cpu()) for k, v in state_dict.items())
+    meta = getattr(state_dict, "_metadata", None)
+    if meta is not None:
+        out._metadata = meta  # type: ignore[attr-defined]
+    return out
+
+
+def regressor_dict(reg: Regressor, **extra: Any) -> dict[str, Any]:
+    """The ``regressor.json`` content of a fitted :class:`Regressor` (what :func:`load_regressor` reads)."""
+    return {"coef": [float(c) for c in reg.coef], "intercept": reg.intercept, "alpha": reg.alpha, "dtype": "float32",
+            "source_sha256": reg.source_sha256, **extra}
+
+
+def save_checkpoint(folder: str | Path, model_config: Mapping[str, Any] | bytes, state_dict: Mapping[str, Any] | bytes,
+                    regressor: Mapping[str, Any] | Regressor | None = None,
+                    extra: Mapping[str, bytes] | None = None) -> Path:
+    """Write a checkpoint folder: config.json + model.pth (+ regressor.json, + ``extra`` files); the one writer.
+
+    ``model_config``/``regressor``: dicts written as JSON (or bytes written verbatim); ``state_dict``: tensors,
+    saved on the CPU (or the bytes of a saved one). Atomic: the folder is written next to its final place and
+    swapped in by renames, replacing an old one; a kill at any moment leaves the old or the new folder, never a
+    mix (between the two renames the old one is ``.<name>.old``). Returns ``folder``.
+    """
+    import torch
+
+    folder = Path(folder)
+    if isinstance(regressor, Regressor):
+        regressor = regressor_dict(regressor)
+    files = {CKPT_CONFIG: model_config if isinstance(model_config, bytes) else _json_bytes(dict(model_config))}
+    if regressor is not None:
+        files[CKPT_REGRESSOR] = _json_bytes(dict(regressor))
+    for name, data in (extra or {}).items():
+        if name in (CKPT_CONFIG, CKPT_WEIGHTS, CKPT_REGRESSOR) or Path(name).name != name:
+            raise ValueError(f"save_checkpoint: extra file name {name!r} is reserved or not a plain file name")
+        files[name] = data
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder}: exists and is not a folder; choose another checkpoint folder")
+    tmp, old = folder.with_name(f".{folder.name}.tmp"), folder.with_name(f".{folder.name}.old")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        if isinstance(state_dict, bytes):
+            (tmp / CKPT_WEIGHTS).write_bytes(state_dict)
+        else:  # saved under its final name: torch names the archive inside the file after it
+            torch.save(_cpu_state(state_dict), tmp / CKPT_WEIGHTS)
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputError(f"{folder}: cannot write the checkpoint ({e.strerror or e}); choose a writable folder") \
+            from None
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def random_init(folder: str | Path, seed: int = 0) -> Path:
+    """A seeded, untrained :class:`SequenceModel` (default :class:`ModelConfig`) as a checkpoint folder: the
+    baseline that a trained encoder has to beat (``make degrade-control``)."""
+    import torch
+
+    torch.manual_seed(seed)
+    return save_checkpoint(folder, ModelConfig().to_dict(), SequenceModel().state_dict())
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -225,18 +308,44 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     return Checkpoint(model.eval(), regressor, info)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Fetch, verify and unpack the released NVS-SQA weights (CC0).")
-    p.add_argument("--force", action="store_true", help="download and unpack again even if present")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        d = fetch_released(force=args.force)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+@dataclass
+class SetupConfig:
+    """Options of ``python -m models.nvs_sqa.checkpoint``."""
+
+    force: bool = opt(False, "download and unpack the released weights again even if present")
+    random_init: str | None = opt(None, "instead of the release, write a seeded untrained SequenceModel (default "
+                                  "ModelConfig) as the checkpoint folder DIR", metavar="DIR")
+    seed: int = opt(0, "torch seed of --random-init", min=0)
+
+
+EPILOG = """examples:
+  python -m models.nvs_sqa.checkpoint                     # released v0.0.1 -> checkpoints/v0.0.1/ (make setup)
+  python -m models.nvs_sqa.checkpoint --force             # fetch it again, even if present and verified
+  python -m models.nvs_sqa.checkpoint --random-init runs/random-init --seed 0
+                                                          # the untrained baseline of make degrade-control"""
+
+
+def parse_args(argv: list[str] | None = None) -> SetupConfig:
+    p = cli.ArgumentParser(prog="python -m models.nvs_sqa.checkpoint", epilog=EPILOG,
+                                description="Fetch, verify and unpack the released NVS-SQA weights (CC0),\n"
+                                "or write a seeded untrained checkpoint folder.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # the epilog is laid out
+    return cli.parse(SetupConfig, argv, parser=p).config
+
+
+def run(cfg: SetupConfig) -> int:
+    """Make the checkpoint folder that ``cfg`` asks for; returns the exit code."""
+    if cfg.random_init:
+        d = random_init(cfg.random_init, cfg.seed)
+        print(f"untrained checkpoint (seed {cfg.seed}) ready: {d}")
+        return 0
+    d = fetch_released(force=cfg.force)
     print(f"checkpoint ready: {d}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import torch
 
 from models.errors import InputError
 from models.frames import FrameSequence, SortOrder, open_sequence, prefetch
-from models.nvs_sqa.checkpoint import load_checkpoint
 from models.nvs_sqa.network import MIN_FRAME_SIZE, Regressor, SequenceModel, optimize_for_inference
 from models.runtime import resolve_device
 
@@ -32,7 +31,7 @@ class NVSSQA:
         self.model = model.eval().to(self.device)
         self.regressor = regressor
         self.info = info or {}
-        # Fast path for inference (measured by bench.py, see README); fast=False runs the plain modules.
+        # Fast path for inference (measured by bench.py, see docs/performance.md); fast=False runs the plain modules.
         enc = self.model.view_encoder
         self._encoder = optimize_for_inference(enc, self.device) if fast else enc
 
@@ -40,6 +39,8 @@ class NVSSQA:
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "auto",
                         fast: bool = True) -> NVSSQA:
         """Load a checkpoint folder (default: the released v0.0.1 in ``checkpoints/``)."""
+        from models.nvs_sqa.checkpoint import load_checkpoint  # here: `python -m models.nvs_sqa.checkpoint` runs clean
+
         ckpt = load_checkpoint(path)
         return cls(ckpt.model, ckpt.regressor, device, fast, ckpt.info)
 

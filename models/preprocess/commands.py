@@ -155,6 +155,15 @@ def probe(ns_bin: Path | None) -> NsEnv:
     return NsEnv(tools, python, version, cuda, torch, path, shutil.which("ffmpeg", path=path))
 
 
+def nerfstudio_device(requested: str, env: NsEnv) -> str:
+    """cuda/cpu as asked; auto: what nerfstudio's torch sees (cuda when unknown: the setup the plan is for).
+
+    Not :func:`models.runtime.resolve_device`: the device is nerfstudio's (its own torch), not ours."""
+    if requested != "auto":
+        return requested
+    return "cpu" if env.cuda is False else "cuda"
+
+
 # --------------------------------------------------------------------------------------------- commands
 def train_argv(scene: str, method: str, layout: Layout, device: str, ns_train: str = "ns-train",
                max_iters: int | None = None) -> tuple[str, ...]:

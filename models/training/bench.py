@@ -15,7 +15,6 @@ Measures (results -> benchmarks/train-cpu.json and .md):
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -23,13 +22,16 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from consts import ROOT
-from models.results import stamp, table, write_json
+from models import cli
+from models.cli import opt
+from models.results import atomic_write_bytes, stamp, table, write_json
 
 log = logging.getLogger(__name__)
 OUT = ROOT / "benchmarks"
@@ -147,38 +149,39 @@ def to_markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Training throughput benchmark -> benchmarks/train-cpu.{json,md}")
-    p.add_argument("--renders", default="renders", help="renders/ folder (make train-demo lays out the examples)")
-    p.add_argument("--smoke-steps", type=int, default=9, help="steps of the cpu-smoke preset (first is warm-up)")
-    p.add_argument("--paper-steps", type=int, default=3, help="steps of the paper preset, batch 2")
-    p.add_argument("--skip-paper", action="store_true", help="smoke preset only")
-    p.add_argument("--out", default=str(OUT), help="output folder")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    from models.errors import InputError
+@dataclass
+class BenchConfig:
+    """Flags of ``python -m models.training.bench`` (make bench-train)."""
 
+    renders: str = opt("renders", "renders/ folder (make demo-renders lays out the examples)")
+    smoke_steps: int = opt(9, "steps of the cpu-smoke preset (the first is warm-up)", min=2)
+    paper_steps: int = opt(3, "steps of the paper preset, batch 2 (the first is warm-up)", min=2)
+    skip_paper: bool = opt(False, "smoke preset only")
+    out: str = opt(str(OUT), "output folder")
+
+
+def run(a: BenchConfig) -> int:
+    """Measure, write benchmarks/train-cpu.{json,md}, print the markdown; InputError -> exit 2 (cli.main)."""
     res: dict = {"cpu": _cpu(), "cores": os.cpu_count(), "device": "cpu (no GPU lent)",
                  "loadavg_start": [round(x, 2) for x in os.getloadavg()], "torch_threads": torch.get_num_threads()}
-    try:
-        res["strred"] = bench_strred()
-        res["targets"] = [bench_targets("cpu-smoke", a.renders, 6)]
-        res["training"] = [bench_training("cpu-smoke", a.renders, a.smoke_steps)]
-        if not a.skip_paper:
-            res["targets"].append(bench_targets("paper", a.renders, 3))
-            res["training"].append(bench_training("paper", a.renders, a.paper_steps, batch_size=2, scene_repeats=2))
-    except InputError as e:
-        log.error("%s", e)
-        return 2
+    res["strred"] = bench_strred()
+    res["targets"] = [bench_targets("cpu-smoke", a.renders, 6)]
+    res["training"] = [bench_training("cpu-smoke", a.renders, a.smoke_steps)]
+    if not a.skip_paper:
+        res["targets"].append(bench_targets("paper", a.renders, 3))
+        res["training"].append(bench_training("paper", a.renders, a.paper_steps, batch_size=2, scene_repeats=2))
     res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     out = Path(a.out)
     write_json(out / "train-cpu.json", stamp(**res))
     md = to_markdown(res)
-    from models.results import atomic_write_bytes
-
     atomic_write_bytes(out / "train-cpu.md", md.encode())
     print(md)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    desc = "Training throughput benchmark -> benchmarks/train-cpu.{json,md}"
+    return cli.main(lambda a: cli.parse(BenchConfig, a, description=desc).config, run, argv)
 
 
 if __name__ == "__main__":

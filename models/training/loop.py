@@ -9,10 +9,12 @@ bit for bit on CPU, with or without an interruption and ``--resume`` (see models
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from consts import RUNS_DIR
+from models import cli
+from models.cli import opt
 from models.errors import InputError
 from models.nvs_sqa import MIN_FRAME_SIZE, ModelConfig, SequenceModel
-from models.runtime import resolve_device
+from models.runtime import DEVICES, resolve_device
 from models.training.pairs import VAL_STREAM, PairConfig, PairDataset, collate_pairs, scan_renders, worker_init
 from models.training.run_folder import (
     MetricsLog,
@@ -41,69 +45,72 @@ from models.training.targets import TARGETS, fvvdp_available
 log = logging.getLogger(__name__)
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - "help" reads best in the field list
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
 class TrainConfig:
-    """Every setting of a training run; defaults are the published recipe (``--preset paper``)."""
+    """Every setting of a training run (all flags of train.py); defaults are the published recipe (``paper``)."""
 
-    name: str = _f("", "run folder name under runs/ (default: <preset>-seed<seed>)")
-    renders: str = _f("renders", "folder of <scene>__<method>/ frame folders")
-    preset: str = _f("paper", "paper | cpu-smoke (see PRESETS); flags override it")
-    epochs: int = _f(100, "epochs")
-    scene_repeats: int = _f(2, "pairs per scene per epoch")
-    batch_size: int = _f(16, "pairs per optimisation step (global, split over DDP processes)")
-    lr: float = _f(1e-3, "Adam learning rate (amsgrad)")
-    weights: list[float] = _f([1.0, 0.5, 0.2, 0.0, 1.0], "loss weights of the heads ssim psnr replace strred fvvdp")
-    pairs: PairConfig = _f(None, "pair sampling (crop, segment, replace ratio, noise)", nested=True)
-    save_every: int = _f(5, "keep an epoch checkpoint every N epochs (latest/ is written every epoch)")
-    workers: int = _f(2, "DataLoader worker processes computing pairs and targets (0 = in the training loop)")
-    seed: int = _f(0, "seed of the weights, pairs and dropout")
-    device: str = _f("auto", "auto | cpu | cuda")
-    amp: bool = _f(True, "mixed precision on CUDA (ignored on CPU)")
-    grad_checkpoint: bool = _f(False, "recompute the encoder in backward to save memory")
-    init: str = _f("scratch", "scratch | released | a checkpoint folder to fine-tune from")
-    val_pairs: int = _f(16, "held-out validation pairs (own random stream), scored every epoch")
-    threads: int = _f(0, "torch intra-op threads of the training loop (0 = torch default)")
-    stop_after_steps: int = _f(0, "stop (after saving latest/) at this global step: simulates a kill; 0 = off")
-    runs_dir: str = _f(str(RUNS_DIR), "parent folder of run folders")
+    name: str = opt("", "run folder name under --runs-dir (default: <preset>-seed<seed>)")
+    renders: str = opt("renders", "folder of <scene>__<method>/ frame folders")
+    preset: str = opt("paper", "the preset these settings started from", flag=False)  # set by PRESETS
+    epochs: int = opt(100, "epochs", min=1)
+    scene_repeats: int = opt(2, "pairs per scene per epoch", min=1)
+    batch_size: int = opt(16, "pairs per optimisation step (global, split over DDP processes)", min=1)
+    lr: float = opt(1e-3, "Adam learning rate (amsgrad); 0 keeps the weights")
+    weights: list[float] = opt([1.0, 0.5, 0.2, 0.0, 1.0], "loss weights of the heads ssim psnr replace strred fvvdp "
+                               "(a 0 skips that target)", min=0, metavar="W")
+    pairs: PairConfig = opt(PairConfig(), "pair sampling (paper defaults)")
+    save_every: int = opt(5, "keep an epoch checkpoint every N epochs (latest/ is written every epoch)", min=1)
+    workers: int = opt(2, "DataLoader worker processes computing pairs and targets (0 = in the training loop)", min=0)
+    seed: int = opt(0, "seed of the weights, pairs and dropout", min=0)
+    device: str = opt("auto", "auto (cuda if present) | cpu | cuda", choices=DEVICES)
+    amp: bool = opt(True, "mixed precision on CUDA (ignored on CPU)")
+    grad_checkpoint: bool = opt(False, "recompute the encoder in backward to save memory")
+    init: str = opt("scratch", "scratch | released | a checkpoint folder to fine-tune from")
+    val_pairs: int = opt(16, "held-out validation pairs (own random stream), scored every epoch", min=0)
+    threads: int = opt(0, "torch intra-op threads of the training loop (0 = torch's choice)", min=0)
+    stop_after_steps: int = opt(0, "stop (after saving latest/) at this global step: simulates a kill; 0 = off",
+                                min=0)
+    runs_dir: str = opt(str(RUNS_DIR), "parent folder of run folders")
 
     def __post_init__(self) -> None:
-        if self.pairs is None:
-            self.pairs = PairConfig()
-        elif isinstance(self.pairs, dict):
-            self.pairs = PairConfig(**{**self.pairs, "jpeg_quality": tuple(self.pairs.get("jpeg_quality", (10, 75)))})
+        if isinstance(self.pairs, dict):  # from a saved config.json
+            self.pairs = cli.build(PairConfig, self.pairs)
+        if not self.name:
+            self.name = f"{self.preset}-seed{self.seed}"
+        if not (math.isfinite(self.lr) and self.lr >= 0):
+            raise InputError(f"--lr {self.lr}: must be a finite number >= 0 (0 keeps the weights)")
+        if len(self.weights) != len(TARGETS):
+            raise InputError(f"--weights: need {len(TARGETS)} values ({' '.join(TARGETS)}), got {len(self.weights)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+# Each preset names itself (the ``preset`` field, hence the default run name); flags override it.
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
+    "paper": {"preset": "paper"},
     # Small crops and short segments: the whole pipeline (all five targets) in minutes on a 2-core CPU.
-    "cpu-smoke": {"epochs": 6, "scene_repeats": 8, "batch_size": 4, "save_every": 2, "val_pairs": 8,
+    "cpu-smoke": {"preset": "cpu-smoke", "epochs": 6, "scene_repeats": 8, "batch_size": 4, "save_every": 2,
+                  "val_pairs": 8,
                   "pairs": {"crop_min": 72, "crop_max": 112, "crop_margin": 75, "segment_pixels": 96 * 96 * 6}},
 }
 
 
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` applied; a ``pairs`` dict is merged field by field (a partial dict is fine)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = {**out.get(k, {}), **v} if isinstance(v, dict) else v
+    return out
+
+
 def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
-    """A TrainConfig from a preset plus overrides (``pairs`` may be a partial dict)."""
+    """A TrainConfig from a preset plus overrides (``pairs`` may be a partial dict), checked like the flags."""
     if preset not in PRESETS:
         raise InputError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}")
-    base = {k: v for k, v in PRESETS[preset].items() if k != "pairs"}
-    pairs = {**PRESETS[preset].get("pairs", {}), **(overrides.pop("pairs", None) or {})}
-    cfg = TrainConfig(preset=preset, **{**base, **overrides}, pairs=PairConfig(**pairs))
-    if not cfg.name:
-        cfg.name = f"{preset}-seed{cfg.seed}"
+    cfg = cli.build(TrainConfig, merge(PRESETS[preset], overrides))
+    cli.check(cfg)
     return cfg
-
-
-def config_fields() -> list:
-    return list(fields(TrainConfig))
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -215,8 +222,6 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     dist = Dist.from_env()
     device = _setup(cfg, dist)
     scenes = scan_renders(cfg.renders, MIN_FRAME_SIZE)
-    if len(cfg.weights) != len(TARGETS):
-        raise InputError(f"--weights: need {len(TARGETS)} values ({' '.join(TARGETS)}), got {len(cfg.weights)}")
     if cfg.weights[4] > 0 and not fvvdp_available():
         raise InputError("pyfvvdp: not installed but the FovVideoVDP weight is > 0; `pip install pyfvvdp==1.2.2` "
                          "or pass --weights 1 0.5 0.2 0 0")

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models import cli
+from models.cli import opt
 from models.errors import InputError
 from models.frames import is_image, natural_key, open_frame_folder, read_image
 from models.training.targets import TARGETS, FovVideoVDP, pair_targets
@@ -94,28 +96,47 @@ def link_example_renders(root: str | Path) -> Path:
     from consts import EXAMPLES_DIR
 
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    for method in ("NeRF", "IBRNet-C"):
-        link = root / f"Giraffe{SEP}{method}"
-        if not link.exists():
-            link.symlink_to((EXAMPLES_DIR / f"Giraffe+{method}").resolve(), target_is_directory=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for method in ("NeRF", "IBRNet-C"):
+            link = root / f"Giraffe{SEP}{method}"
+            if not link.exists():
+                link.symlink_to((EXAMPLES_DIR / f"Giraffe+{method}").resolve(), target_is_directory=True)
+    except OSError as e:
+        raise InputError(f"{root}: cannot lay out the example renders here ({e.strerror or e}); "
+                         "choose a writable folder") from e
     return root
 
 
 # --------------------------------------------------------------------------------------------- sampling
 @dataclass
 class PairConfig:
-    """How pairs are drawn (paper values as defaults)."""
+    """How pairs are drawn (paper values as defaults; the flags of train.py's pair sampling group)."""
 
-    crop_min: int = 150  # crop width and height are uniform integers in [crop_min, crop_max] ...
-    crop_max: int = 600
-    crop_margin: int = 75  # ... clipped to the smallest frame minus this (15×5 px)
-    segment_pixels: int = 200 * 200 * 60  # L = segment_pixels / (w·h)  (= 200·200·60·16/16)
-    min_segment: int = 2  # ST-RRED compares frame pairs, so at least 2 frames when the sequence allows
-    replace_min: float = 0.5
-    replace_max: float = 1.0
-    noise: bool = True  # noise keys 0..11 (False: none)
-    jpeg_quality: tuple[int, int] = (10, 75)
+    crop_min: int = opt(150, "smallest crop width/height in px (crop sides are uniform in [crop-min, crop-max]; "
+                        "the encoder needs >= 69)", min=1)
+    crop_max: int = opt(600, "largest crop width/height in px", min=1)
+    crop_margin: int = opt(75, "crop sides are also capped at the smallest frame side minus this many px (15x5)",
+                           min=0)
+    segment_pixels: int = opt(200 * 200 * 60, "pixel budget of a segment: length L = segment-pixels / (crop w*h) "
+                              "frames (paper: 200*200*60)", min=1)
+    min_segment: int = opt(2, "fewest frames in a segment when the sequence has them (ST-RRED compares frame pairs)",
+                           min=1)
+    replace_min: float = opt(0.5, "smallest share r of sequence 2's frames replaced by the other method's "
+                             "(r ~ U[replace-min, replace-max])", min=0)
+    replace_max: float = opt(1.0, "largest share r of replaced frames (at most 1)", min=0)
+    noise: bool = opt(True, "degrade each sequence with one of the noises (keys 0..11, half of them none); "
+                      "--no-noise: clean pairs")
+    jpeg_quality: tuple[int, int] = opt((10, 75), "JPEG quality range of the jpeg noise (uniform, inclusive, 0..100)",
+                                        min=0, metavar="Q")
+
+    def __post_init__(self) -> None:
+        self.jpeg_quality = tuple(self.jpeg_quality)  # type: ignore[assignment]  # JSON gives a list
+        if not 0 <= self.replace_min <= self.replace_max <= 1:
+            raise InputError(f"--replace-min {self.replace_min} / --replace-max {self.replace_max}: need "
+                             "0 <= replace-min <= replace-max <= 1 (shares of replaced frames)")
+        if not 0 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise InputError(f"--jpeg-quality {' '.join(map(str, self.jpeg_quality))}: need 0 <= low <= high <= 100")
 
 
 @dataclass
@@ -256,3 +277,26 @@ def worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32  # DataLoader's per-worker seed (base seed from its generator + id)
     np.random.seed(seed)
     random.seed(seed)
+
+
+# --------------------------------------------------------------------------------------------- entry point
+@dataclass
+class LinkConfig:
+    """``python -m models.training.pairs --link-examples DIR`` (make demo-renders)."""
+
+    link_examples: str = opt("renders", "lay out the two example sequences as DIR/Giraffe__NeRF and "
+                             "DIR/Giraffe__IBRNet-C symlinks (a tiny training set)", metavar="DIR")
+
+
+def main(argv: list[str] | None = None) -> int:
+    def run(cfg: LinkConfig) -> int:
+        print(f"training renders: {link_example_renders(cfg.link_examples)}")
+        return 0
+
+    return cli.main(lambda a: cli.parse(LinkConfig, a, description="Training-set helpers.").config, run, argv)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -18,16 +18,16 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from consts import CKPT_CONFIG, CKPT_WEIGHTS
+from consts import CKPT_WEIGHTS
 from models.errors import InputError
-from models.results import atomic_write_bytes, atomic_write_json
+from models.nvs_sqa.checkpoint import save_checkpoint
+from models.results import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 TRAIN_STATE = "train_state.pth"
@@ -41,21 +41,8 @@ def _torch_bytes(obj: Any) -> bytes:
 
 
 def write_encoder(folder: Path, model_config: dict, state_dict: dict, extra: dict[str, bytes] | None = None) -> None:
-    """Write an encoder checkpoint folder atomically (temp folder + rename; the old one is replaced)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    atomic_write_json(tmp / CKPT_CONFIG, model_config)
-    atomic_write_bytes(tmp / CKPT_WEIGHTS, _torch_bytes({k: v.detach().cpu() for k, v in state_dict.items()}))
-    for name, data in (extra or {}).items():
-        atomic_write_bytes(tmp / name, data)
-    old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """Write an encoder checkpoint folder atomically (the old one is replaced), with the one checkpoint writer."""
+    save_checkpoint(folder, model_config, state_dict, extra=extra)
 
 
 def rng_state() -> dict[str, Any]:

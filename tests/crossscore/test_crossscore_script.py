@@ -104,7 +104,7 @@ def test_test_command_tables(data, model, tmp_path):
     assert len({r["pred_ssim"] for r in const}) == 1
 
 
-def test_bad_input_one_line_errors(data, model, tmp_path, caplog):
+def test_bad_input_one_line_errors(data, model, tmp_path, capsys):
     q = str(data / "scene" / "a" / "renders" / "noise" / "a0.png")
     only = tmp_path / "only"  # a reference folder holding nothing but the query itself
     ck = ["--checkpoint", str(model / "model"), "--out", str(tmp_path / "o"), "--quiet"]
@@ -121,8 +121,9 @@ def test_bad_input_one_line_errors(data, model, tmp_path, caplog):
     Image.new("RGB", (50, 30)).save(tmp_path / "big.png")
     (tmp_path / "x.ckpt").write_bytes(b"\x00" * 64)
     for argv, msg in cases:
-        caplog.clear()
+        capsys.readouterr()
         assert crossscore.main(argv) == 2, argv
-        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-        assert len(errors) == 1 and msg in errors[0] and "\n" not in errors[0], (msg, errors)
+        err = capsys.readouterr().err
+        errors = err.strip().splitlines()  # the whole of stderr: one line, no traceback
+        assert len(errors) == 1 and errors[0].startswith("error: ") and msg in errors[0], (msg, err)
     assert not (tmp_path / "o" / "scores.csv").exists()

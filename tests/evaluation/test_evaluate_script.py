@@ -190,3 +190,33 @@ def test_degrade_end_to_end_reproducible(world, run):
     sims = {lv: s for _, _, lv, s in _scores(out3)}
     assert sims[0] == pytest.approx(1.0, abs=1e-6) and all(-1 <= v <= 1 + 1e-6 for v in sims.values())
     assert "cosine similarity" in (out3 / "degrade.md").read_text()
+
+
+def test_flags_are_the_config(world, run, capsys):
+    """EvalConfig is the one source of the flags: defaults, round trip, one-line errors (exit 2)."""
+    from models import cli
+    from models.evaluation.run import EvalConfig
+
+    assert evaluate.parse_args([]) == EvalConfig()
+    cfg = evaluate.parse_args(["--degrade", "a", "b", "--distortions", "blur,jpeg", "--frames", "2", "--no-cache"])
+    assert cfg.inputs == ["a", "b"] and cfg.distortions == "blur,jpeg" and not cfg.cache
+    assert evaluate.parse_args(cli.to_argv(cfg)) == cfg
+    for argv, msg in ((["--distortions", "blur,foo"], "--distortions: unknown ['foo']; choose from blur,jpeg,"),
+                      (["examples"], "INPUT arguments are for --degrade"),
+                      (["--alpha", "0"], "--alpha 0.0: must be > 0")):
+        assert evaluate.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {msg}") and err.count("\n") == 1
+    # the run's config.json records --distortions as the list of names, as before
+    rc, out, _ = run("--degrade", world["bank"] / "da/s1/m0/frames", "--checkpoint", world["ckpt_reg"], "--frames", "2",
+                     "--distortions", "blur", bank=False)
+    saved = json.loads((out / "config.json").read_text())
+    assert rc == 0 and saved["distortions"] == ["blur"] and saved["no_cache"] is False
+    assert list(saved) == ["name", "checkpoint", "device", "batch_size", "threads", "quiet", "bank", "labels",
+                           "features", "allow_missing", "splits", "seed", "alpha", "save_regressor", "no_cache",
+                           "degrade", "inputs", "regressor", "distortions", "frames", "max_side"]
+    # --no-cache recomputes what the cache holds (argparse reads any --no-... flag as False: it must still work)
+    assert run("--checkpoint", world["ckpt"])[0] == 0
+    assert _results(run("--checkpoint", world["ckpt"])[1])["computed"] == 0
+    rc, out, _ = run("--checkpoint", world["ckpt"], "--no-cache")
+    assert rc == 0 and _results(out)["computed"] == 8 and _results(out)["config"]["no_cache"] is True

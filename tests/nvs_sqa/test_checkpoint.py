@@ -130,3 +130,73 @@ def test_corrupt_released_weights_point_to_make_setup(tmp_path, monkeypatch, rel
     monkeypatch.setattr(consts, "CHECKPOINTS_DIR", tmp_path)  # RELEASED.dir now points at the corrupt copy
     with pytest.raises(InputError, match=r"model\.pth: sha256 does not match.*make setup"):
         load_checkpoint(None)
+
+
+def test_save_checkpoint_writes_the_format_atomically(tmp_path):
+    """The one writer: config + weights (+ regressor, + extra files); a rewrite replaces the whole folder."""
+    from models.nvs_sqa import Regressor
+    from models.nvs_sqa.checkpoint import load_regressor, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(num_layers=1)
+    model = SequenceModel(cfg)
+    reg = Regressor(np.arange(cfg.angular_feat_size, dtype=np.float32) / 1000, 1.5, 2.0, "abc")
+    d = save_checkpoint(tmp_path / "ck", cfg.to_dict(), model.state_dict(), reg, {"note.bin": b"\x00\x01"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary folder left behind
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.pth", "note.bin", "regressor.json"]
+    assert (d / "note.bin").read_bytes() == b"\x00\x01"
+    ck = load_checkpoint(d)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in ck.model.state_dict().items())
+    got = load_regressor(d / "regressor.json")
+    np.testing.assert_array_equal(got.coef, reg.coef)
+    assert (got.intercept, got.alpha, got.source_sha256) == (1.5, 2.0, "abc")
+    save_checkpoint(d, cfg.to_dict(), state)  # replaced: the old regressor and extra file are gone
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+    # raw bytes are written verbatim (the released files keep their published sha256)
+    save_checkpoint(tmp_path / "raw", b'{"a": 1}', (d / "model.pth").read_bytes())
+    assert (tmp_path / "raw" / "config.json").read_bytes() == b'{"a": 1}'
+    assert sha256_file(tmp_path / "raw" / "model.pth") == sha256_file(d / "model.pth")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="file: exists and is not a folder"):
+        save_checkpoint(tmp_path / "file", cfg.to_dict(), state)
+
+
+def test_random_init_entry_point_is_a_seeded_untrained_model(tmp_path, capsys):
+    """`python -m models.nvs_sqa.checkpoint --random-init DIR --seed 0` (make degrade-control): the weights of a
+    freshly seeded SequenceModel(), byte for byte what `torch.save(SequenceModel().state_dict(), ...)` writes."""
+    from models.nvs_sqa import checkpoint
+
+    assert checkpoint.main(["--random-init", str(tmp_path / "random-init"), "--seed", "0"]) == 0
+    assert "random-init" in capsys.readouterr().out
+    torch.manual_seed(0)
+    ref = SequenceModel().state_dict()
+    saved = torch.load(tmp_path / "random-init" / "model.pth", map_location="cpu", weights_only=True)
+    assert saved.keys() == ref.keys() and all(torch.equal(saved[k], ref[k]) for k in ref)
+    (tmp_path / "recipe").mkdir()
+    torch.save(ref, tmp_path / "recipe" / "model.pth")  # the former inline recipe of make degrade-control
+    assert sha256_file(tmp_path / "recipe" / "model.pth") == sha256_file(tmp_path / "random-init" / "model.pth")
+    assert json.loads((tmp_path / "random-init" / "config.json").read_text()) == ModelConfig().to_dict()
+    ck = load_checkpoint(tmp_path / "random-init")
+    assert ck.regressor is None and ck.model.config == ModelConfig()
+    assert all(torch.equal(v, ref[k]) for k, v in ck.model.state_dict().items())
+    assert checkpoint.main(["--random-init", str(tmp_path / "other"), "--seed", "1"]) == 0
+    other = torch.load(tmp_path / "other" / "model.pth", map_location="cpu", weights_only=True)
+    assert not torch.equal(other["fc.weight"], ref["fc.weight"])  # the seed matters
+
+
+def test_fetch_released_from_the_cached_wheel_rebuilds_the_same_folder(tmp_path, monkeypatch, released_dir):
+    """fetch_released writes through save_checkpoint: the same four files, the weights and config verbatim."""
+    import consts
+    from consts import CACHE_DIR
+    from models.nvs_sqa.checkpoint import fetch_released, released_is_installed
+
+    if not (CACHE_DIR / "wheels" / RELEASED.wheel_file).is_file():
+        pytest.skip("wheel not cached (make setup keeps it in .cache/wheels)")
+    monkeypatch.setattr(consts, "CHECKPOINTS_DIR", tmp_path)
+    d = fetch_released(force=True, cache=CACHE_DIR / "wheels")
+    assert d == tmp_path / RELEASED.version and released_is_installed()
+    assert sorted(p.name for p in d.iterdir()) == sorted(p.name for p in released_dir.iterdir())
+    for p in released_dir.iterdir():
+        assert (d / p.name).read_bytes() == p.read_bytes(), p.name

@@ -1,4 +1,5 @@
-"""preprocess.py with fake ns-train / ns-render / ns-download-data executables written into a temporary folder.
+"""preprocess.py and models.preprocess with fake ns-train / ns-render / ns-download-data executables written into a
+temporary folder.
 
 The fakes check their arguments the way nerfstudio's CLI would need them and write plausible outputs
 (``outputs/{scene}/{method}/preprocess/config.yml``, zero-padded PNG frames), so the whole job life cycle runs:
@@ -21,10 +22,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import models.preprocess.run as run_module
 import preprocess
 from consts import ROOT, SKIPPED_PAIRS, TRAIN_METHODS, TRAIN_SCENES
-from models.preprocess.commands import Layout, NsEnv, plan, render_argv, train_argv
+from models import cli
+from models.errors import InputError
+from models.preprocess.commands import Layout, NsEnv, nerfstudio_device, plan, probe, render_argv, train_argv
 from models.preprocess.jobs import exclusive
+from models.preprocess.run import PreprocessConfig, run
 
 FAKE_COMMON = """
 import json, os, sys, time
@@ -110,8 +115,8 @@ def ns(tmp_path, monkeypatch):
     (capture / "transforms.json").write_text("{}")
     calls = tmp_path / "calls.jsonl"
     monkeypatch.setenv("FAKE_NS_CALLS", str(calls))
-    monkeypatch.setattr(preprocess, "RUNS_DIR", tmp_path / "runs")
-    cfg = preprocess.PreprocessConfig(
+    monkeypatch.setattr(run_module, "RUNS_DIR", tmp_path / "runs")
+    cfg = PreprocessConfig(
         scenes=["poster"], methods=["splatfacto", "kplanes-20"], datasets=str(tmp_path / "datasets"),
         outputs=str(tmp_path / "outputs"), renders=str(tmp_path / "renders"), ns_bin=str(bin_dir), run_name="t")
 
@@ -164,7 +169,7 @@ def test_plan_skips_upstream_pairs_as_data():
 
 # --------------------------------------------------------------------------------------------- running
 def test_run_writes_layout_marker_and_mp4(ns):
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     lay = _layout(ns)
     for method in ("splatfacto", "kplanes-20"):
         job = f"poster__{method}"
@@ -175,7 +180,7 @@ def test_run_writes_layout_marker_and_mp4(ns):
         marker = json.loads((folder / ".preprocess.json").read_text())
         assert marker["frames"] == 4 and marker["nerfstudio"] == "1.1.5-fake" and marker["device"] == "cuda"
         assert set(marker["durations"]) == {"train", "render", "mp4"}
-        planned = [s for j in plan(["poster"], [method], lay, preprocess.probe(ns.bin), "cuda") for s in j.steps]
+        planned = [s for j in plan(["poster"], [method], lay, probe(ns.bin), "cuda") for s in j.steps]
         assert marker["commands"] == [s.show() for s in planned]
         assert [c for c in ns.calls() if c[-1] == "nerfstudio-data" and method in c] == \
             [["ns-train", *planned[0].argv[1:]]]  # fmt: skip
@@ -189,31 +194,31 @@ def test_run_writes_layout_marker_and_mp4(ns):
 
 
 def test_finished_jobs_are_skipped_and_force_redoes(ns, capsys):
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     n = len(ns.calls())
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     assert len(ns.calls()) == n
     assert "2 already done" in capsys.readouterr().out
     ns.cfg.ns_bin = str(ns.tmp)  # nothing left to run: no nerfstudio needed
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     ns.cfg.ns_bin, ns.cfg.force = str(ns.bin), True
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     assert len(ns.calls()) == 2 * n
 
 
 def test_incomplete_output_is_redone(ns):
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     (ns.renders / "poster__kplanes-20" / "00002.png").unlink()  # marker says 4 frames: not done any more
     (ns.renders / "videos" / "poster__splatfacto.mp4").unlink()
     n = len(ns.calls())
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     assert len(ns.calls()) == n + 4  # both jobs trained and rendered again
     assert len(list((ns.renders / "poster__kplanes-20").glob("*.png"))) == 4
 
 
 def test_failed_job_does_not_stop_the_others(ns, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_NS_FAIL", "poster__splatfacto")
-    assert preprocess.run(ns.cfg) == 1
+    assert run(ns.cfg) == 1
     out = capsys.readouterr().out
     assert "failed" in out and "done" in out
     assert not (ns.renders / "poster__splatfacto").exists()
@@ -222,7 +227,7 @@ def test_failed_job_does_not_stop_the_others(ns, monkeypatch, capsys):
     summary = json.loads((ns.tmp / "runs" / "t" / "summary.json").read_text())
     assert summary["counts"] == {"failed": 1, "done": 1}
     monkeypatch.delenv("FAKE_NS_FAIL")
-    assert preprocess.run(ns.cfg) == 0  # the rerun does only the failed job
+    assert run(ns.cfg) == 0  # the rerun does only the failed job
     assert sum(c[0] == "ns-train" for c in ns.calls()) == 3
 
 
@@ -263,7 +268,7 @@ def test_resume_after_kill_half_way(ns):
     staged = ns.renders / ".partial" / "poster__kplanes-20"
     assert sorted(p.name for p in staged.iterdir()) == ["00000.png", "00001.png"]
     assert not (ns.renders / "poster__kplanes-20").exists()
-    assert preprocess.run(ns.cfg) == 0  # fake ns-train refuses to reuse the old run folder: it must be cleaned
+    assert run(ns.cfg) == 0  # fake ns-train refuses to reuse the old run folder: it must be cleaned
     assert len(list((ns.renders / "poster__kplanes-20").glob("*.png"))) == 4
     assert not staged.exists()
     assert "removed what an unfinished earlier attempt left" in \
@@ -287,10 +292,10 @@ def test_sigterm_stops_the_child_and_exits_130(ns):
 def test_dry_run_prints_every_command_and_runs_nothing(ns, capsys):
     ns.cfg.dry_run = True
     ns.cfg.scenes, ns.cfg.methods = ["aspen", "poster"], ["splatfacto", "kplanes-20"]
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     out = capsys.readouterr().out
     lay = _layout(ns)
-    for job in plan(["poster"], ["splatfacto", "kplanes-20"], lay, preprocess.probe(ns.bin), "cuda"):
+    for job in plan(["poster"], ["splatfacto", "kplanes-20"], lay, probe(ns.bin), "cuda"):
         for step in job.steps:
             assert step.show() in out
     assert "aspen__splatfacto: skipped" in out and "aspen__kplanes-20: to run" in out
@@ -310,9 +315,9 @@ def test_dry_run_on_a_fresh_clone_shows_the_full_plan(tmp_path):
 
 def test_plan_json_estimate(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    cfg = preprocess.PreprocessConfig(datasets=str(tmp_path / "d"), outputs=str(tmp_path / "o"),
-                                      renders=str(tmp_path / "r"), dry_run=True, plan_json=str(tmp_path / "p.json"))
-    assert preprocess.run(cfg) == 0
+    cfg = PreprocessConfig(datasets=str(tmp_path / "d"), outputs=str(tmp_path / "o"), renders=str(tmp_path / "r"),
+                           dry_run=True, plan_json=str(tmp_path / "p.json"))
+    assert run(cfg) == 0
     planned = json.loads((tmp_path / "p.json").read_text())
     assert planned["estimate"][-1] == {"method": "total", "jobs": 115, "GPU hours": 80.5}
     assert {r["method"]: r["GPU hours"] for r in planned["estimate"]}["nerfacto-huge"] == 42.0  # 14 scenes x 3 h
@@ -324,10 +329,10 @@ def test_error_missing_nerfstudio(ns, caplog, tmp_path):
     empty.mkdir()
     ns.cfg.ns_bin = str(empty)
     with caplog.at_level(logging.ERROR):
-        assert preprocess.run(ns.cfg) == 2
+        assert run(ns.cfg) == 2
     assert "ns-train not found: install nerfstudio" in caplog.text and "--ns-bin" in caplog.text
     ns.cfg.ns_bin = str(tmp_path / "nope")
-    assert preprocess.run(ns.cfg) == 2
+    assert run(ns.cfg) == 2
     assert "no such folder" in caplog.text
     assert ns.calls() == []
 
@@ -336,7 +341,7 @@ def test_error_missing_ffmpeg(ns, caplog, monkeypatch):
     (ns.bin / "ffmpeg").unlink()
     monkeypatch.setenv("PATH", str(ns.tmp / "no-tools"))  # no system ffmpeg either
     with caplog.at_level(logging.ERROR):
-        assert preprocess.run(ns.cfg) == 2
+        assert run(ns.cfg) == 2
     assert "ffmpeg not found: ns-render refuses to start without it" in caplog.text
     assert ns.calls() == []
 
@@ -344,12 +349,12 @@ def test_error_missing_ffmpeg(ns, caplog, monkeypatch):
 def test_error_missing_capture_and_download(ns, caplog):
     ns.cfg.scenes = ["kitchen"]
     with caplog.at_level(logging.ERROR):
-        assert preprocess.run(ns.cfg) == 2
+        assert run(ns.cfg) == 2
     assert "nerfstudio/kitchen/transforms.json missing" in caplog.text
     assert "ns-download-data nerfstudio --capture-name kitchen --save-dir" in caplog.text
     assert ns.calls() == []
     ns.cfg.download = True
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     assert ns.calls()[0] == ["ns-download-data", "nerfstudio", "--capture-name", "kitchen", "--save-dir",
                              ns.cfg.datasets]  # fmt: skip
     assert (ns.renders / "kitchen__kplanes-20" / ".preprocess.json").is_file()
@@ -359,14 +364,14 @@ def test_error_cuda_methods_without_cuda(ns, caplog, monkeypatch):
     monkeypatch.setenv("FAKE_NS_CUDA", "false")
     ns.cfg.methods = ["splatfacto", "instant-ngp", "nerfacto"]
     with caplog.at_level(logging.ERROR):
-        assert preprocess.run(ns.cfg) == 2
+        assert run(ns.cfg) == 2
     assert "instant-ngp, splatfacto need CUDA" in caplog.text and "--methods nerfacto" in caplog.text
     ns.cfg.device = "cuda"
-    assert preprocess.run(ns.cfg) == 2
+    assert run(ns.cfg) == 2
     assert "--device cuda: nerfstudio's torch" in caplog.text
     assert ns.calls() == []
     ns.cfg.device, ns.cfg.methods = "auto", ["nerfacto"]  # CPU-capable: runs, told to use the CPU
-    assert preprocess.run(ns.cfg) == 0
+    assert run(ns.cfg) == 0
     assert ns.calls()[0][-3:] == ["--machine.device-type", "cpu", "nerfstudio-data"]
 
 
@@ -374,13 +379,13 @@ def test_error_renders_not_writable(ns, caplog):
     (ns.tmp / "a-file").write_text("")
     ns.cfg.renders = str(ns.tmp / "a-file" / "renders")
     with caplog.at_level(logging.ERROR):
-        assert preprocess.run(ns.cfg) == 2
+        assert run(ns.cfg) == 2
     assert "a-file/renders: cannot write results here" in caplog.text and ns.calls() == []
 
 
 def test_error_second_run_on_the_same_renders(ns, caplog):
     with exclusive(ns.renders, "preprocess.py"), caplog.at_level(logging.ERROR):
-        assert preprocess.run(ns.cfg) == 2
+        assert run(ns.cfg) == 2
     assert "another preprocess.py is running" in caplog.text
 
 
@@ -389,12 +394,33 @@ def test_unknown_method_is_a_usage_error(capsys):
         preprocess.parse_args(["--methods", "nerfacto,mipnerf"])
     assert e.value.code == 2 and "unknown method(s) mipnerf" in capsys.readouterr().err
     assert preprocess.parse_args(["--scenes", "poster,kitchen", "aspen"]).scenes == ["poster", "kitchen", "aspen"]
+    with pytest.raises(SystemExit) as e:
+        preprocess.parse_args(["--max-iters", "-1"])
+    assert e.value.code == 2 and "--max-iters -1: must be >= 0" in capsys.readouterr().err
+
+
+def test_flags_round_trip_and_defaults():
+    assert preprocess.parse_args([]) == PreprocessConfig()
+    cfg = preprocess.parse_args(["--methods", "nerfacto,kplanes-20", "--max-iters", "5", "--download", "--dry-run",
+                                 "--ns-bin", "/ns/bin", "--device", "cpu"])
+    assert cfg.methods == ["nerfacto", "kplanes-20"] and cfg.download and cfg.ns_bin == "/ns/bin"
+    assert preprocess.parse_args(cli.to_argv(cfg)) == cfg
+    assert not preprocess.parse_args(["--download", "--no-download"]).download
+    with pytest.raises(InputError, match="unknown method"):
+        PreprocessConfig(methods=["nerfacto", "mipnerf"])
+
+
+def test_nerfstudio_device():
+    env = NsEnv({}, None, "unknown", None)
+    assert nerfstudio_device("auto", env) == "cuda"  # unknown: the plan is for a GPU machine
+    assert nerfstudio_device("auto", NsEnv({}, None, "unknown", False)) == "cpu"
+    assert nerfstudio_device("cpu", NsEnv({}, None, "unknown", True)) == "cpu"
 
 
 def test_check_cli_compares_the_parsed_config_with_the_plan(ns, monkeypatch):
     from models.preprocess import cli_check as chk
 
-    lay, env = _layout(ns), preprocess.probe(ns.bin)
+    lay, env = _layout(ns), probe(ns.bin)
     jobs = plan(["poster"], ["kplanes-20"], lay, env, "cuda")
     exp = chk.expected(jobs[0], "train", lay)
     assert (exp["near_plane"], exp["far_plane"], exp["images_on_gpu"]) == (0.0, 20.0, True)

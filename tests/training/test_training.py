@@ -215,6 +215,51 @@ def test_bad_inputs_are_one_line_errors(tmp_path, renders, caplog):
     assert "--crop-min 40" in caplog.text
 
 
+@pytest.mark.parametrize("argv", [
+    ["--device", "tpu"], ["--workers", "-1"], ["--lr", "-1"], ["--lr", "nan"], ["--epochs", "0"],
+    ["--batch-size", "0"], ["--scene-repeats", "0"], ["--save-every", "0"], ["--seed", "-1"], ["--weights", "1", "2"],
+    ["--weights", "1", "-1", "1", "1", "1"], ["--crop-min", "0"], ["--replace-max", "2"],
+    ["--jpeg-quality", "80", "10"], ["--preset", "nope"], ["--resume", "no/such/run"],
+    ["--resume", "RUN", "--epochs", "0"], ["--resume", "RUN", "--crop-min", "80"],
+])
+def test_bad_flags_are_one_error_line_and_exit_2(argv, tmp_path, renders, capsys):
+    import train as train_script
+
+    run = tmp_path / "run"
+    write_json(run / "config.json", {"config": tiny(tmp_path, renders).to_dict()})
+    with pytest.raises(SystemExit) as e:  # refused while parsing: nothing is trained
+        train_script.main([str(run) if a == "RUN" else a for a in argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1, err
+    assert all(line.startswith(("usage:", " ")) for line in err.splitlines() if line not in errors), err
+
+
+def test_flags_override_the_preset():
+    import train as train_script
+
+    cfg, resume = train_script.parse_args(["--preset", "cpu-smoke", "--epochs", "3", "--crop-min", "80", "--no-noise"])
+    assert resume is None
+    assert (cfg.preset, cfg.name, cfg.epochs, cfg.batch_size) == ("cpu-smoke", "cpu-smoke-seed0", 3, 4)
+    assert (cfg.pairs.crop_min, cfg.pairs.crop_max, cfg.pairs.noise, cfg.pairs.replace_min) == (80, 112, False, 0.5)
+    assert cfg == make_config("cpu-smoke", epochs=3, pairs={"crop_min": 80, "noise": False})
+    paper, _ = train_script.parse_args(["--seed", "3", "--weights", "1", "0", "0", "0", "0"])
+    assert paper == make_config(seed=3, weights=[1, 0, 0, 0, 0]) and paper.name == "paper-seed3"
+    with pytest.raises(InputError, match="--workers -1: must be >= 0"):
+        make_config("paper", workers=-1)  # the library checks what the flags check
+
+
+def test_link_examples_entry_point(tmp_path):
+    from consts import EXAMPLES_DIR
+    from models.training import pairs
+
+    assert pairs.main(["--link-examples", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "Giraffe__NeRF").resolve() == (EXAMPLES_DIR / "Giraffe+NeRF").resolve()
+    assert len(scan_renders(tmp_path / "r")) == 1
+
+
 def test_init_released_loads_the_released_encoder(tmp_path, renders, released_dir):
     run = train(tiny(tmp_path, renders, epochs=1, scene_repeats=1, init="released", lr=0.0))
     rel = torch.load(released_dir / "model.pth", map_location="cpu", weights_only=True)

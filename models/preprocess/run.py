@@ -1,0 +1,115 @@
+"""One preprocess run: its options (:class:`PreprocessConfig`, the flags of preprocess.py) and :func:`run`.
+
+``run`` probes nerfstudio, plans every scene x method job, then either shows the plan (``--dry-run``), checks
+every command against nerfstudio's CLI (``--check-cli``) or runs the jobs under a lock on the renders folder and
+writes ``runs/<name>/config.json`` + ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import signal
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from consts import DATASETS_DIR, NS_METHODS, NS_OUTPUTS_DIR, RENDERS_DIR, RUNS_DIR, TRAIN_METHODS, TRAIN_SCENES
+from models.cli import opt
+from models.errors import InputError
+from models.preprocess.commands import COMMAND_ENV, Layout, nerfstudio_device, plan, probe, problems
+from models.preprocess.jobs import FAILED, INTERRUPTED, exclusive, run_jobs
+from models.preprocess.plan import check, dry_run, rel
+from models.results import check_writable, stamp, table, write_json
+
+log = logging.getLogger("preprocess")
+
+
+def names(values: list[str]) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]``: names may be given space- or comma-separated."""
+    return [v for item in values for v in item.split(",") if v]
+
+
+@dataclass
+class PreprocessConfig:
+    """Options of one preprocess run (all flags of preprocess.py)."""
+
+    scenes: list[str] = opt(list(TRAIN_SCENES), "nerfstudio capture names, space- or comma-separated (default: "
+                            "the 17 training scenes)", metavar="SCENE")
+    methods: list[str] = opt(list(TRAIN_METHODS), "keys of consts.NS_METHODS, space- or comma-separated (default: "
+                             "all 8 methods)", metavar="METHOD")
+    datasets: str = opt(rel(DATASETS_DIR), "captures in DATASETS/nerfstudio/SCENE")
+    outputs: str = opt(rel(NS_OUTPUTS_DIR), "ns-train output folder")
+    renders: str = opt(rel(RENDERS_DIR), "frames, videos/ and logs/")
+    ns_bin: str | None = opt(None, "folder with ns-train/ns-render, e.g. ~/ns-venv/bin (default: PATH)")
+    device: str = opt("auto", "auto: cuda when nerfstudio's torch sees a GPU (cpu: slow, CUDA-only methods refused)",
+                      choices=("auto", "cuda", "cpu"))
+    max_iters: int = opt(0, "ns-train --max-num-iterations (default: the method's)", min=0)
+    download: bool = opt(False, "run ns-download-data for missing captures first")
+    include_skipped: bool = opt(False, "also render the pairs upstream skipped (consts.SKIPPED_PAIRS)")
+    force: bool = opt(False, "redo finished jobs as well")
+    dry_run: bool = opt(False, "print the plan (every command) and run nothing")
+    check_cli: bool = opt(False, "parse every planned command with your nerfstudio's own CLI (no training) and report")
+    plan_json: str | None = opt(None, "write the plan and its GPU-hour estimate to this JSON file too")
+    run_name: str | None = opt(None, "runs/NAME/ gets config.json + summary.json (default: preprocess-<time>)")
+
+    def __post_init__(self) -> None:
+        # Comma lists are split here, so a config built in code means the same as the flags.
+        self.scenes, self.methods = names(self.scenes), names(self.methods)
+        if bad := [m for m in self.methods if m not in NS_METHODS]:
+            raise InputError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(NS_METHODS)}")
+
+
+def run(cfg: PreprocessConfig) -> int:
+    """Plan, check and run the jobs of ``cfg``; returns the process exit code."""
+    ns_bin = Path(cfg.ns_bin).expanduser() if cfg.ns_bin else None
+    layout = Layout(Path(cfg.datasets), Path(cfg.outputs), Path(cfg.renders))
+    if ns_bin is not None and not ns_bin.is_dir():
+        log.error("--ns-bin %s: no such folder; point it at the bin/ of nerfstudio's environment", ns_bin)
+        return 2
+    env = probe(ns_bin)
+    device = nerfstudio_device(cfg.device, env)
+    jobs = plan(cfg.scenes, cfg.methods, layout, env, device, cfg.max_iters or None, cfg.download,
+                cfg.include_skipped)  # fmt: skip
+    probs = problems(jobs, layout, env, device, cfg.download, cfg.force)
+    if cfg.check_cli:
+        return check(cfg, jobs, layout, env)
+    if cfg.dry_run:
+        return dry_run(cfg, jobs, env, device, probs)
+    for prob in probs:
+        log.error("%s", prob)
+    if probs:
+        return 2
+
+    run_dir = RUNS_DIR / (cfg.run_name or f"preprocess-{_dt.datetime.now(_dt.UTC):%Y%m%d-%H%M%S}")
+    context = stamp(nerfstudio=env.version, nerfstudio_torch=env.torch, nerfstudio_python=env.python,
+                    command_env=COMMAND_ENV)
+    try:
+        check_writable(layout.renders)
+        with exclusive(layout.renders, "preprocess.py"):
+            write_json(run_dir / "config.json", {**context, "config": asdict(cfg), "device": device})
+            results, interrupted = run_jobs(jobs, context, cfg.force, env=env.child_env())
+    except InputError as e:
+        log.error("%s", e)
+        return 2
+    rows = [r.row() for r in results]
+    print(table(rows, ["job", "status", "frames", "train s", "render s", "mp4 s", "total s", "note"], floatfmt=".1f"))
+    counts = {s: sum(r.status == s for r in results) for s in dict.fromkeys(r.status for r in results)}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    write_json(run_dir / "summary.json", {**context, "device": device, "counts": counts, "rows": rows,
+                                          "interrupted": interrupted})  # fmt: skip
+    print(f"wrote {run_dir}/config.json, summary.json; job logs in {layout.renders / 'logs'}")
+    if interrupted:
+        print("interrupted: run the same command again to resume (the unfinished job is redone)", file=sys.stderr)
+        return 130
+    return 1 if any(r.status in (FAILED, INTERRUPTED) for r in results) else 0
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # same clean stop as Ctrl-C: the child is terminated, the job redone next run
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a scheduler's or ``kill``'s stop) behave like Ctrl-C: the running child is terminated,
+    the summary written and the unfinished job redone by the next run. For the script's process only."""
+    signal.signal(signal.SIGTERM, _sigterm)

@@ -1,0 +1,98 @@
+"""models.cli: config dataclass -> flags -> config, presets, nested groups, validation, the shared entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from models import cli
+from models.cli import opt
+from models.errors import InputError
+
+
+@dataclass
+class Inner:
+    crop: int = opt(64, "crop side", min=8)
+    quality: tuple[int, int] = opt((10, 75), "JPEG quality range")
+
+
+@dataclass
+class Demo:
+    inputs: list[str] = opt(["x"], "things to read", positional=True)
+    name: str = opt("", "run name")
+    lr: float = opt(1e-3, "learning rate", min=0.0)
+    device: str = opt("auto", "device", choices=("auto", "cpu", "cuda"))
+    quiet: bool = opt(False, "no progress bars")
+    no_cache: bool = opt(False, "recompute")
+    out: str | None = opt(None, "output folder")
+    weights: list[float] = opt([1.0, 0.5], "loss weights")
+    inner: Inner = opt(Inner(), "pair sampling")
+
+
+PRESETS = {"base": {}, "small": {"lr": 0.01, "inner": {"crop": 16}}}
+
+
+def test_defaults_and_given_flags():
+    p = cli.parse(Demo, [])
+    assert p.config == Demo() and p.given == {}
+    p = cli.parse(Demo, ["a", "b", "--lr", "0.5", "--quiet", "--crop", "32", "--weights", "2", "3", "--no-cache"])
+    assert p.config.inputs == ["a", "b"] and p.config.lr == 0.5 and p.config.quiet and p.config.no_cache
+    assert p.config.inner == Inner(crop=32) and p.config.weights == [2.0, 3.0]
+    assert p.given == {"inputs": ["a", "b"], "lr": 0.5, "quiet": True, "no_cache": True, "weights": [2.0, 3.0],
+                       "inner": {"crop": 32}}
+
+
+def test_round_trip_through_to_argv():
+    cfg = cli.parse(Demo, ["a", "--device", "cpu", "--out", "o", "--quality", "5", "9", "--no-cache"]).config
+    argv = cli.to_argv(cfg)
+    assert cli.parse(Demo, argv).config == cfg
+    assert cli.to_argv(Demo()) == []
+
+
+def test_presets_then_flags():
+    p = cli.parse(Demo, ["--preset", "small", "--quality", "1", "2"], presets=PRESETS, default_preset="base")
+    assert p.preset == "small" and p.config.lr == 0.01
+    assert p.config.inner == Inner(crop=16, quality=(1, 2))  # the preset's nested value and the flag's, merged
+    assert cli.parse(Demo, ["--preset", "small", "--lr", "1"], presets=PRESETS).config.lr == 1.0
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--lr", "-1"], "--lr -1.0: must be >= 0.0"),
+    (["--crop", "2"], "--crop 2: must be >= 8"),
+    (["--device", "tpu"], "invalid choice"),
+    (["--lr", "fast"], "invalid float value"),
+])
+def test_bad_values_exit_2_with_one_error_line(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.parse(Demo, argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert len([ln for ln in err.splitlines() if "error:" in ln]) == 1
+
+
+def test_help_carries_the_field_text(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse(Demo, ["--help"])
+    out = capsys.readouterr().out
+    assert "learning rate (default: 0.001)" in out and "pair sampling" in out and "--no-quiet" in out
+
+
+def test_build_refuses_unknown_fields():
+    with pytest.raises(InputError, match="unknown option"):
+        cli.build(Demo, {"nope": 1})
+
+
+def test_main_maps_errors_and_interrupts(capsys):
+    def raise_input(cfg):
+        raise InputError("bad.png: not an image; re-export it")
+
+    def interrupt(cfg):
+        raise KeyboardInterrupt
+
+    assert cli.main(lambda a: Demo(), lambda c: 0, []) == 0
+    assert cli.main(lambda a: Demo(), raise_input, []) == 2
+    assert capsys.readouterr().err.strip() == "error: bad.png: not an image; re-export it"
+    assert cli.main(lambda a: Demo(), interrupt, [], interrupted="stopped") == 130
+    assert capsys.readouterr().err.strip() == "stopped"
