@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint bench clean
+.PHONY: help setup demo test test-fast lint bench validity clean
 
 ## help: this list (the default goal: `make` alone installs and runs nothing)
 help:
@@ -39,6 +39,10 @@ test-fast: $(STAMP) lint
 ## lint: ruff over the whole repository
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+## validity: where the released model's scores are stable -> benchmarks/validity.{json,md}, docs/validity.png, limits
+validity: setup
+	$(PY) -m models.nvs_sqa.validity_bench --threads 1 --write-limits
 
 ## bench: our engine vs the upstream wheel's own inference code -> benchmarks/scorer.{json,md}
 bench: setup
@@ -84,10 +88,11 @@ DEMO_RUN := runs/train-demo
 demo-renders: $(STAMP)
 	$(PY) -m models.training.pairs --link-examples renders
 
-## train-demo: cpu-smoke training on the examples (a few minutes on 2 CPU cores), then the degradation benchmark
+## train-demo: cpu-smoke training on the examples (1-2 min on 2 CPU cores, ~3 min with scoring), then the degradation benchmark
 train-demo: setup demo-renders
 	if [ -f $(DEMO_RUN)/latest/train_state.pth ]; then $(PY) train.py --resume $(DEMO_RUN); \
 	else $(PY) train.py --preset cpu-smoke --renders renders --name train-demo; fi
+	rm -rf $(DEMO_RUN)/scored  # features of this run's checkpoint only (app.py refuses to mix checkpoints)
 	$(PY) app.py --checkpoint $(DEMO_RUN)/latest --features-only --out $(DEMO_RUN)/scored examples/
 	$(PY) evaluate.py --degrade --threads 1 --checkpoint $(DEMO_RUN)/latest --name train-demo-degrade
 

@@ -3,7 +3,7 @@
     python crossscore.py predict render.png --references photos/         # or a folder of renders
     python crossscore.py predict renders/ --references photos/ --gt gt/  # also the true SSIM maps
     python crossscore.py train --data DATASET --backbone tiny --name my-run
-    python crossscore.py test  --data DATASET --checkpoint runs/my-run/model
+    python crossscore.py test  --data DATASET --checkpoint my-run/model     # = runs/my-run/model
     python crossscore.py demo-data                                        # the offline training set
 
 Default model: checkpoints/crossscore-tiny (made offline by `make crossscore-demo`); the upstream
@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from models import cli
-from models.crossscore.options import CrossScoreTrainConfig, DemoDataConfig, PredictConfig, TestConfig
+from models.crossscore.options import (
+    CrossScoreTrainConfig,
+    DemoDataConfig,
+    PredictConfig,
+    TestConfig,
+    locate_checkpoints,
+)
 from models.crossscore.predict import PRED_COLUMNS, SCORE_HELP, TEST_COLUMNS, predict_maps, score_dataset
 from models.results import table, write_csv, write_json
 
@@ -76,6 +82,7 @@ RUNNERS = {PredictConfig: run_predict, TestConfig: run_test, CrossScoreTrainConf
 
 def run(cfg: Any) -> int:
     """Run the subcommand whose config ``cfg`` is; returns the exit code."""
+    locate_checkpoints(cfg)  # --checkpoint/--init: a path, else a name under checkpoints/ or runs/
     return RUNNERS[type(cfg)](cfg)
 
 

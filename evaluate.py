@@ -1,7 +1,7 @@
 """Evaluate an NVS-SQA model: the published SRCC/PLCC benchmark, and a graded-degradation sanity benchmark.
 
     python evaluate.py                                # benchmark_bank/ with the released model
-    python evaluate.py --checkpoint runs/train/ckpt   # ... with your own model (features cached per checkpoint)
+    python evaluate.py --checkpoint mine/latest       # ... with your own model (runs/mine/latest; features cached)
     python evaluate.py --features feats.npz           # precomputed features {dataset+scene+method: 384-d}
     python evaluate.py --splits 100                   # + mean ± std over 100 random scene-wise 50/50 splits
     python evaluate.py --save-regressor               # + the fitted ridge, so app.py gives JOD scores
@@ -15,15 +15,12 @@ Exit code: 0 done, 2 bad input (one line saying which file and what to do).
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from models import cli
-from models.errors import InputError
 from models.evaluation.run import EvalConfig, check_config, run_evaluation
 
 __all__ = ["EvalConfig", "main", "parse_args", "run"]
-log = logging.getLogger("evaluate")
 
 
 def parse_args(argv: list[str] | None = None) -> EvalConfig:
@@ -34,13 +31,8 @@ def parse_args(argv: list[str] | None = None) -> EvalConfig:
 
 
 def run(cfg: EvalConfig) -> int:
-    """One evaluate.py run; returns the process exit code."""
-    try:
-        lines = run_evaluation(cfg)
-    except InputError as e:
-        log.error("%s", e)  # one line; nothing half-written: config.json comes last
-        return 2
-    print("\n".join(lines))
+    """One evaluate.py run; returns the process exit code (bad input: an InputError, one line via cli.main)."""
+    print("\n".join(run_evaluation(cfg)))  # nothing half-written on an error: config.json comes last
     return 0
 
 

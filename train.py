@@ -2,7 +2,7 @@
 
     python train.py --preset cpu-smoke --renders renders            # the whole pipeline, small, on a CPU
     python train.py --preset paper --renders renders --name mine    # the published recipe (GPU)
-    python train.py --resume runs/mine                              # continue exactly where it stopped
+    python train.py --resume mine                                   # continue runs/mine exactly where it stopped
     torchrun --nproc_per_node 4 train.py --preset paper --name mine # DDP over 4 GPUs
 
 Writes runs/<name>/: config.json, metrics.jsonl, latest/ and epoch_NNNN/ checkpoints (each one a folder that
@@ -19,8 +19,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from consts import RENDERS_DIR, RUNS_DIR
 from models import cli
 from models.errors import InputError
+from models.runtime import locate
 from models.training.loop import PRESETS, TrainConfig, train
 from models.training.pairs import link_example_renders
 
@@ -45,19 +47,25 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
     p = cli.ArgumentParser(
         description="Self-supervised contrastive training of the NVS-SQA encoder (five quality targets).",
         epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue runs/<name> exactly (model, optimizer, RNG, step); "
-                   f"only {', '.join(sorted(RESUMABLE))} may be given with it")
+    p.add_argument("--resume", metavar="RUN", help="continue a run exactly (model, optimizer, RNG, step): its folder, "
+                   f"or its name under runs/ (--resume mine); only {', '.join(sorted(RESUMABLE))} may be given "
+                   "with it")
     parsed = cli.parse(TrainConfig, argv, presets=PRESETS, default_preset="paper", parser=p)
     given = dict(parsed.given)
     resume = given.pop("resume", None)
     if not resume:
         return parsed.config, None
     # Resuming: the saved config, with only the RESUMABLE flags applied (--preset is ignored).
-    cfg_file = Path(resume) / "config.json"
+    try:
+        run_dir = locate(resume, RUNS_DIR, what="--resume", hint="give a run folder or the name of one under runs/")
+    except InputError as e:
+        p.exit(2, f"error: {e}\n")
+    cfg_file = run_dir / "config.json"
     try:
         saved = json.loads(cfg_file.read_text())["config"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        p.exit(2, f"error: {cfg_file}: cannot read the run's config ({type(e).__name__}); is {resume} a run?\n")
+        p.exit(2, f"error: {cfg_file}: cannot read the run's config ({type(e).__name__}); is {run_dir} a run of "
+               "train.py?\n")
     bad = sorted(k for k in given if k not in RESUMABLE and k != "pairs") + sorted(given.get("pairs", {}))
     if bad:
         p.exit(2, f"error: --resume continues the saved config; cannot change {', '.join(bad)} "
@@ -67,20 +75,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
         cli.check(cfg)
     except (InputError, TypeError, ValueError) as e:
         p.exit(2, f"error: {cfg_file}: unusable saved config ({e})\n")
-    return cfg, resume
+    return cfg, str(run_dir)
 
 
 def run(cfg: TrainConfig, resume: str | None = None) -> int:
-    """Train; returns the process exit code."""
-    if not resume and cfg.preset == "cpu-smoke" and cfg.renders == DEFAULT_RENDERS and not Path(cfg.renders).exists():
-        log.info("no %s/ here: using the two example sequences as a tiny training set (%s/Giraffe__*)",
-                 cfg.renders, cfg.renders)
-        link_example_renders(cfg.renders)
-    try:
-        run_dir = train(cfg, resume)
-    except InputError as e:
-        log.error("%s", e)
-        return 2
+    """Train; returns the process exit code (bad input: an InputError, one line via cli.main)."""
+    if (not resume and cfg.preset == "cpu-smoke" and cfg.renders == DEFAULT_RENDERS and not Path(cfg.renders).exists()
+            and not RENDERS_DIR.exists()):
+        log.info("no renders/ here or in the repository: using the two example sequences as a tiny training set "
+                 "(%s/Giraffe__*)", RENDERS_DIR)
+        link_example_renders(RENDERS_DIR)
+    run_dir = train(cfg, resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one message
         print(f"run folder: {run_dir}  (encoder checkpoint: {run_dir / 'latest'}; "
               f"score with: python app.py --checkpoint {run_dir / 'latest'} --features-only <frames>)")

@@ -1,14 +1,9 @@
 """Reading sequences: a folder of frames, a video file, a list of image paths or an array of frames.
 
 Every sequence becomes a stream of validated ``uint8`` RGB frames of shape (H, W, 3) (``dim_order="HWC"``).
-All bad-input errors are raised here, once, as :class:`InputError` whose message is one line naming the
-file and what to do. Conversions (documented in docs/scoring.md):
-
-- grayscale (``L``, ``1``) is replicated to three channels; palette images are expanded to RGB;
-- an alpha channel is discarded (the colour channels are used as stored), with a warning;
-- 16-bit images (PNG, grayscale or colour) are reduced to 8 bits by ``round(v / 257)`` (= v·255/65535),
-  rather than Pillow's truncation to the high byte;
-- CMYK / YCbCr / other colour modes are converted by Pillow to RGB.
+All bad-input errors are raised here or in ``models/pixels.py`` (the pixel conversions of one image file or
+array, documented in docs/scoring.md), once, as :class:`InputError` whose message is one line naming the
+file and what to do. :func:`discover_all` expands one INPUT into sequences and reports what it passes over.
 
 Frames are ordered by *natural* sort of their file names (``f2 < f10``); ``sort="plain"`` gives upstream's
 plain ``sorted()`` order. The two agree whenever frame numbers are zero-padded, as in the examples.
@@ -26,16 +21,17 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from consts import IMAGE_EXTS, VIDEO_EXTS
 from models.errors import InputError
+from models.pixels import image_size, read_image, to_uint8
 
 log = logging.getLogger(__name__)
 
 SortOrder = Literal["natural", "plain"]
 # Files we write ourselves next to the frames (app.py's default output folder is the input folder).
-OWN_OUTPUTS = frozenset({"output_features.npz", "scores.csv", "scores.json"})
+OWN_OUTPUTS = frozenset({"output_features.npz", "output_features.json", "scores.csv", "scores.json", "windows.csv",
+                         "curves"})
 
 
 def natural_key(name: str) -> list[int | str]:
@@ -49,85 +45,6 @@ def is_image(path: Path) -> bool:
 
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTS
-
-
-# --------------------------------------------------------------------------------------------- images
-def _png_is_16bit(path: Path) -> bool:
-    """True for a 16-bit-per-channel PNG (IHDR bit depth byte), which Pillow would truncate for RGB."""
-    with open(path, "rb") as f:
-        head = f.read(26)
-    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[24] == 16
-
-
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype in (np.uint16, np.int32, np.int64) or arr.dtype.kind in "iu":
-        return np.clip(np.rint(arr.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
-    raise InputError(f"unsupported pixel type {arr.dtype}")
-
-
-def read_image(path: Path, warn: set[str] | None = None) -> np.ndarray:
-    """Decode one image file to ``uint8`` RGB (H, W, 3), applying the documented conversions.
-
-    ``warn`` collects one-word conversion notes (``alpha``, ``16-bit``, ``grayscale``, ...) so that callers
-    can warn once per sequence instead of once per frame.
-    """
-    notes = warn if warn is not None else set()
-    try:
-        if path.suffix.lower() == ".png" and _png_is_16bit(path):
-            import cv2  # only for 16-bit colour PNGs, which Pillow reads as 8-bit by truncation
-
-            raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if raw is None:
-                raise InputError(f"{path}: cannot decode this 16-bit PNG; re-export it as 8-bit PNG or JPEG")
-            notes.add("16-bit")
-            if raw.ndim == 2:
-                raw = np.repeat(raw[..., None], 3, axis=2)
-                notes.add("grayscale")
-            elif raw.shape[2] == 4:
-                raw = raw[..., [2, 1, 0]]
-                notes.add("alpha")
-            else:
-                raw = raw[..., ::-1]
-            return np.ascontiguousarray(_to_uint8(raw))
-        with Image.open(path) as im:
-            im.load()  # decodes now, so that truncation is reported here
-            mode = im.mode
-            if mode == "RGB":
-                return np.asarray(im)
-            if mode in ("I;16", "I;16B", "I;16L", "I"):
-                notes.update({"16-bit", "grayscale"})
-                arr = _to_uint8(np.asarray(im))
-                return np.repeat(arr[..., None], 3, axis=2)
-            if mode == "F":
-                raise InputError(f"{path}: floating-point images are not supported; save frames as 8-bit PNG/JPEG")
-            if mode in ("L", "1"):
-                notes.add("grayscale")
-            elif mode == "P":
-                if "transparency" in im.info:
-                    notes.add("alpha")
-                notes.add("palette")
-            elif mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-                notes.add("alpha")
-                if mode in ("LA", "La"):
-                    notes.add("grayscale")
-            return np.asarray(im.convert("RGB"))
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{path}: cannot decode image ({reason}); re-export or remove this frame") from None
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{path}: not a readable image ({reason}); re-export or remove this frame") from None
 
 
 # --------------------------------------------------------------------------------------------- sequences
@@ -147,6 +64,7 @@ class FrameSequence:
     n_frames: int  # exact for frames and arrays; the container's estimate for videos until read
     files: list[Path] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # doubts found while reading (e.g. a truncated video)
     _array: np.ndarray | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -173,24 +91,10 @@ class FrameSequence:
             yield frame
 
     def _iter_video(self) -> Iterator[np.ndarray]:
-        import cv2
+        from models import video  # PyAV, imported only when a video is read
 
-        cap = cv2.VideoCapture(self.source)
-        try:
-            count = 0
-            while True:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                if bgr.shape[:2] != (self.height, self.width):
-                    raise InputError(f"{self.source}: frame {count} changes size; re-encode the video")
-                count += 1
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            if count == 0:
-                raise InputError(f"{self.source}: no frame could be decoded; re-encode the video (e.g. H.264 mp4)")
-            self.n_frames = count
-        finally:
-            cap.release()
+        # the decoded count; problems (truncation, decode errors) go to self.warnings and the results' warnings
+        self.n_frames = yield from video.frames(Path(self.source), self.width, self.height, self.warnings)
 
 
 def _check_size(path: str | Path, width: int, height: int, min_size: int) -> None:
@@ -218,53 +122,74 @@ def open_frame_files(
     _check_size(files[0], width, height, min_size)
     if len(files) == 1:
         log.warning("%s: a single frame; the model sees no temporal change, so treat its score with care", source)
-    return FrameSequence(name, source, "frames", width, height, len(files), list(files), ignored or [])
+    return FrameSequence(str(name), source, "frames", width, height, len(files), list(files), ignored or [])
+
+
+def _shown(names: Sequence[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" (+{len(names) - n} more)" if len(names) > n else "")
+
+
+def folder_name(folder: Path) -> str:
+    """A folder's real name, also for ``.`` or ``..`` (``Path('.').name`` is '')."""
+    real = folder.resolve()
+    return real.name or str(real)
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The entries of a folder in natural order of their names, hidden ones (``.name``) left out."""
+    try:
+        return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+    except OSError as e:
+        raise InputError(f"{folder}: cannot list this folder ({e.strerror or e}); check its permissions") from None
 
 
 def open_frame_folder(folder: Path, min_size: int, sort: SortOrder = "natural") -> FrameSequence:
-    """A folder of frames (one NSS). Non-image files are ignored and reported."""
+    """A folder of frames (one NSS). Non-image files and sub-folders are ignored, and reported in a warning."""
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder; check the path")
-    entries = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-    files = [p for p in entries if is_image(p)]
-    ignored = sorted(p.name for p in entries if not is_image(p) and p.name not in OWN_OUTPUTS)
-    key = (lambda p: natural_key(p.name)) if sort == "natural" else (lambda p: str(p))
-    files.sort(key=key)
+    entries = _entries(folder)
+    files = [p for p in entries if p.is_file() and is_image(p)]
+    ignored = [p.name for p in entries if p.is_file() and not is_image(p) and p.name not in OWN_OUTPUTS]
+    subdirs = [p.name + "/" for p in entries if p.is_dir()]
+    if sort == "plain":
+        files.sort(key=str)
     if ignored:
-        shown = ", ".join(ignored[:5]) + (f" (+{len(ignored) - 5} more)" if len(ignored) > 5 else "")
-        log.warning("%s: ignoring %d non-image file(s): %s", folder, len(ignored), shown)
-    return open_frame_files(files, folder.name, str(folder), min_size, ignored)
+        log.warning("%s: ignoring %d non-image file(s): %s", folder, len(ignored), _shown(ignored))
+    if subdirs and files:
+        log.warning("%s: ignoring %d sub-folder(s) of this frame folder: %s; to score one, pass it as its own "
+                    "input", folder, len(subdirs), _shown(subdirs))
+    return open_frame_files(files, folder_name(folder), str(folder), min_size, ignored + subdirs)
 
 
 def open_video(path: Path, min_size: int) -> FrameSequence:
-    """A video file, decoded as a stream (never loaded whole)."""
-    import cv2
+    """A video file, decoded as a stream (never loaded whole) by :mod:`models.video` (PyAV)."""
+    from models import video
 
     if not path.is_file():
         raise InputError(f"{path}: no such file; check the path")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        ok, bgr = cap.read() if cap.isOpened() else (False, None)
-        if not ok:
-            raise InputError(f"{path}: cannot read this video; re-encode it (e.g. H.264 mp4) or extract frames")
-        height, width = bgr.shape[:2]
-        n_est = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
-    finally:
-        cap.release()
-    _check_size(path, width, height, min_size)
-    return FrameSequence(path.stem, str(path), "video", width, height, max(n_est, 1))
+    info = video.probe(path)
+    _check_size(path, info.width, info.height, min_size)
+    return FrameSequence(path.stem, str(path), "video", info.width, info.height, max(info.declared, 1))
 
 
-def open_array(frames: np.ndarray, min_size: int, dim_order: str = "THWC", name: str = "array") -> FrameSequence:
-    """A sequence from an in-memory array or tensor: ``uint8`` 0–255 or float 0–1, ``dim_order`` THWC or TCHW."""
+def open_array(
+    frames: np.ndarray, min_size: int, dim_order: str = "THWC", name: str = "array", max_value: float | None = None
+) -> FrameSequence:
+    """A sequence from an in-memory array or tensor, ``dim_order`` THWC or TCHW: uint8 0–255, uint16 0–65535,
+    other integers 0–255, floats in [0, 1]; or any integers/floats in [0, ``max_value``] (see ``pixels.to_uint8``)."""
     try:
         import torch
 
         if isinstance(frames, torch.Tensor):
-            frames = frames.detach().cpu().numpy()
+            t = frames.detach().cpu()
+            frames = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
-    arr = np.asarray(frames)
+    try:
+        arr = np.asarray(frames)
+    except ValueError as e:  # ragged nested lists
+        reason = str(e).splitlines()[0]
+        raise InputError(f"<array>: frames are not one array ({reason}); pass frames of one size") from None
     if arr.ndim == 3:  # one frame
         arr = arr[None]
     if arr.ndim != 4 or dim_order not in ("THWC", "TCHW"):
@@ -275,23 +200,28 @@ def open_array(frames: np.ndarray, min_size: int, dim_order: str = "THWC", name:
         arr = np.repeat(arr, 3, axis=-1)
     if arr.shape[-1] != 3:
         raise InputError(f"<array>: expected 3 colour channels, got shape {arr.shape} (dim_order={dim_order})")
-    if arr.dtype.kind == "f":
-        arr = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)  # the network sees uint8/255, as upstream
-    elif arr.dtype != np.uint8:
-        arr = _to_uint8(arr)
+    if arr.shape[0] == 0:
+        raise InputError(f"<array>: no frames (shape {arr.shape}); pass at least one frame")
+    arr = to_uint8(arr, max_value)  # the network sees uint8/255, as upstream
     t, h, w, _ = arr.shape
     _check_size("<array>", w, h, min_size)
-    return FrameSequence(name, "<array>", "array", w, h, t, _array=np.ascontiguousarray(arr))
+    if t == 1:
+        log.warning("<array>: a single frame; the model sees no temporal change, so treat its score with care")
+    return FrameSequence(str(name), "<array>", "array", w, h, t, _array=np.ascontiguousarray(arr))
 
 
 def open_sequence(
     item: str | Path | Sequence[str | Path] | np.ndarray, min_size: int, sort: SortOrder = "natural",
-    dim_order: str = "THWC",
+    dim_order: str = "THWC", max_value: float | None = None,
 ) -> FrameSequence:
     """Open anything that is one sequence: a frame folder, a video file, a list of image paths, an array.
 
-    ``dim_order`` (THWC or TCHW) applies to arrays and tensors only.
+    ``dim_order`` (THWC or TCHW) and ``max_value`` (the top of the pixel scale) apply to arrays and tensors only.
     """
+    is_paths = isinstance(item, (list, tuple)) and all(isinstance(p, (str, Path)) for p in item)
+    if max_value is not None and (is_paths or isinstance(item, (str, Path))):
+        src = item if isinstance(item, (str, Path)) else "<list>"
+        raise InputError(f"{src}: max_value applies to arrays and tensors only; files are read at their own bit depth")
     if isinstance(item, (str, Path)):
         path = Path(item)
         if path.is_dir():
@@ -303,39 +233,79 @@ def open_sequence(
                 return open_frame_files([path], path.stem, str(path), min_size)
             raise InputError(f"{path}: not a frame folder, image or video ({', '.join(VIDEO_EXTS)})")
         raise InputError(f"{path}: no such file or folder; check the path")
-    if isinstance(item, (list, tuple)):
+    if is_paths:
         files = [Path(p) for p in item]
         for p in files:
             if not p.is_file():
                 raise InputError(f"{p}: no such file; check the path")
-        name = files[0].parent.name if files else "frames"
+        name = folder_name(files[0].parent) if files else "frames"
         return open_frame_files(files, name, str(files[0].parent) if files else "<list>", min_size)
-    return open_array(item, min_size, dim_order)  # type: ignore[arg-type]
+    return open_array(item, min_size, dim_order, max_value=max_value)  # type: ignore[arg-type]
 
 
-def discover(path: Path) -> list[Path]:
-    """Expand one command-line INPUT into sequence paths.
+@dataclass
+class Discovery:
+    """What one INPUT expands to: the sequence paths, and every entry passed over, with the reason."""
 
-    A folder holding images is one sequence; a folder holding sub-folders and/or videos is a folder of
-    sequences (each sub-folder with images, each video); a video file is one sequence.
+    paths: list[Path]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+SUBFOLDER = "a sub-folder of a frame folder; pass it as its own input to score it"
+NOT_A_FRAME = "not a frame (.png/.jpg/.jpeg)"
+
+
+def discover_all(path: Path, warn: bool = True) -> Discovery:
+    """Expand one INPUT into sequence paths, reporting what is passed over (never silently).
+
+    A folder holding images is one sequence (its sub-folders and other files are skipped; :func:`open_frame_folder`
+    warns about them when it opens the folder); a folder without images is a folder of sequences: each sub-folder with
+    images and each video is one, and each other sub-folder or file is skipped with its reason, in one warning
+    (``warn``). Hidden entries (``.name``) and our own outputs (``scores.csv``, ...) are passed over unreported.
     """
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path")
     if path.is_file():
         if is_video(path) or is_image(path):
-            return [path]
+            return Discovery([path])
         raise InputError(f"{path}: not a frame folder or a video ({', '.join(VIDEO_EXTS)})")
-    children = [p for p in path.iterdir() if not p.name.startswith(".")]
+    children = _entries(path)
     if any(p.is_file() and is_image(p) for p in children):
-        return [path]
-    seqs = [p for p in children if (p.is_dir() and any(is_image(q) for q in p.iterdir())) or
-            (p.is_file() and is_video(p))]
-    if not seqs:
+        return Discovery([path], [(p, SUBFOLDER if p.is_dir() else NOT_A_FRAME) for p in children
+                                  if p.is_dir() or (not is_image(p) and p.name not in OWN_OUTPUTS)])
+    paths: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for p in children:
+        if p.is_dir():
+            try:
+                has_frames = any(q.is_file() and is_image(q) for q in p.iterdir() if not q.name.startswith("."))
+            except OSError as e:
+                skipped.append((p, f"cannot be listed ({e.strerror or type(e).__name__})"))
+                continue
+            if has_frames:
+                paths.append(p)
+            else:
+                skipped.append((p, "a folder without frames (.png/.jpg/.jpeg)"))
+        elif p.is_file() and is_video(p):
+            paths.append(p)
+        elif p.name not in OWN_OUTPUTS:
+            skipped.append((p, "neither a frame nor a video"))
+    listed = [f"{p.name}{'/' if p.is_dir() else ''} ({why})" for p, why in skipped]
+    if not paths:
         raise InputError(
-            f"{path}: no frames (.png/.jpg/.jpeg), videos or sequence folders found; "
-            "point at a folder of frames, a folder of such folders, or a video"
+            f"{path}: no frames (.png/.jpg/.jpeg), videos or sequence folders found"
+            + (f" (skipped: {_shown(listed, 3)})" if skipped else "")
+            + "; point at a folder of frames, a folder of such folders, or a video"
         )
-    return sorted(seqs, key=lambda p: natural_key(p.name))
+    if warn and skipped:
+        log.warning("%s: skipped %d entr%s: %s", path, len(skipped), "y" if len(skipped) == 1 else "ies",
+                    _shown(listed, 10))
+    return Discovery(paths, skipped)
+
+
+def discover(path: Path) -> list[Path]:
+    """The sequence paths of one INPUT (:func:`discover_all` without the skipped list, which it still logs)."""
+    return discover_all(path).paths
 
 
 def prefetch(items: Iterable, depth: int = 4) -> Iterator:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
+import fcntl
 import hashlib
 import io
 import json
@@ -11,7 +13,7 @@ import math
 import os
 import platform
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,20 +97,96 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_json(path, json_safe(obj))
 
 
-def check_writable(folder: Path) -> None:
-    """Fail early (before any compute) when results cannot be written to ``folder``."""
+def check_writable(folder: Path, flag: str = "--out") -> None:
+    """Fail early (before any compute) when results cannot be written to ``folder`` (``flag``: the option to change)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{_dt.datetime.now().timestamp()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise InputError(f"{folder}: cannot write results here ({e.strerror}); choose another --out") from None
+        raise InputError(f"{folder}: cannot write results here ({e.strerror}); choose another {flag}") from None
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], floatfmt: str = ".4f", fmt: str = "simple") -> str:
-    """A text table (tabulate) of ``rows`` restricted to ``columns``."""
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], floatfmt: str = ".4f", fmt: str = "simple",
+          text: Sequence[str] = ()) -> str:
+    """A text table (tabulate) of ``rows`` restricted to ``columns``. Columns named in ``text`` print as given
+    (no number parsing: a name ``1e3`` or ``007`` stays as typed)."""
     from tabulate import tabulate
 
+    as_text = [i for i, c in enumerate(columns) if c in text] or False
     return tabulate([[r.get(c, "") for c in columns] for r in rows], headers=list(columns), floatfmt=floatfmt,
-                    tablefmt=fmt)
+                    tablefmt=fmt, disable_numparse=as_text)
+
+
+# --------------------------------------------------------------------------------------------- merging results
+def check_creatable(folder: Path, flag: str = "--out") -> None:
+    """Like :func:`check_writable`, but creates nothing: probes ``folder``, or its nearest existing parent when it
+    does not exist yet (a temporary file, removed at once), so that a run that fails later leaves no folder."""
+    probe_dir = folder.absolute()
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise InputError(f"{folder}: {probe_dir} is a file, not a folder; choose another {flag}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe_dir, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise InputError(f"{folder}: cannot write results here ({e.strerror}); choose another {flag}") from None
+
+
+@contextlib.contextmanager
+def locked(folder: Path, name: str = ".results.lock") -> Iterator[Path]:
+    """An exclusive lock on ``folder`` (``fcntl.flock`` on ``folder/name``; the folder is created here) for one
+    read-merge-write of its result files: concurrent runs take turns, each merging into what the other wrote."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield folder
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; None when the file does not exist; one-line :class:`InputError` when it is invalid."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read it ({type(e).__name__}); repair or remove it, or choose another "
+                         "--out") from None
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header (values as text); [] when the file does not exist."""
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"{path}: cannot read it ({type(e).__name__}); repair or remove it, or choose another "
+                         "--out") from None
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file; {} when the file does not exist."""
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: cannot read it ({type(e).__name__}); repair or remove it, or choose another "
+                         "--out") from None
+
+
+def merge_rows(old: Iterable[dict[str, Any]], new: Sequence[dict[str, Any]], key: str = "name",
+               drop: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """``old`` without the rows whose ``key`` is in ``new`` or ``drop``, then ``new`` (every row of a replaced key
+    goes, so a key may have several rows: one per window)."""
+    gone = {r[key] for r in new} | set(drop)
+    return [r for r in old if r.get(key) not in gone] + list(new)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.errors import InputError
@@ -23,6 +24,28 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto")
     return dev
+
+
+def locate(value: str, default_parent: Path, *more_parents: Path, what: str = "path",
+           hint: str = "check the name, or give the full path") -> Path:
+    """Where a path typed on a command line is (the rule of docs/development.md, "Paths"), the same in every script:
+
+    1. ``value`` as typed (``~`` expanded), relative to the current folder, when it exists there;
+    2. else, for a relative ``value``, ``default_parent / value`` (then each of ``more_parents``): a bare run or
+       checkpoint name finds ``runs/NAME`` or ``checkpoints/NAME`` of the repository from any folder;
+    3. else an :class:`InputError` naming every place looked in (``what``: the flag; ``hint``: what to do).
+    """
+    typed = Path(value).expanduser()
+    if typed.exists():
+        return typed
+    tried = [typed.absolute()]
+    if not typed.is_absolute():
+        for parent in (default_parent, *more_parents):
+            cand = parent / typed
+            if cand.exists():
+                return cand
+            tried.append(cand)
+    raise InputError(f"{what} {value}: not found (looked in: {', '.join(map(str, tried))}); {hint}")
 
 
 def set_threads(threads: int) -> None:

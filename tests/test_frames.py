@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import warnings
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from models.frames import (
+    NOT_A_FRAME,
+    SUBFOLDER,
     InputError,
     discover,
+    discover_all,
     natural_key,
     open_array,
     open_frame_folder,
@@ -21,6 +27,7 @@ from models.frames import (
     prefetch,
     read_image,
 )
+from models.pixels import image_size
 
 MIN = 69  # models.nvs_sqa.MIN_FRAME_SIZE, kept literal so this file does not import torch models
 
@@ -158,6 +165,7 @@ def test_discover_folder_of_sequences_and_videos(tmp_path):
     (tmp_path / "v.mp4").write_bytes(b"")
     assert [p.name for p in discover(tmp_path)] == ["a2", "a10", "b", "v.mp4"]
     assert discover(tmp_path / "a2") == [tmp_path / "a2"]
+    assert discover_all(tmp_path).skipped == [(tmp_path / "notes", "a folder without frames (.png/.jpg/.jpeg)")]
 
 
 def _write_video(path: Path, frames: list[np.ndarray]) -> None:
@@ -213,3 +221,235 @@ def test_prefetch_preserves_order_and_forwards_errors():
     assert next(it) == 1
     with pytest.raises(InputError, match="boom.png"):
         next(it)
+
+
+# --------------------------------------------------------------------------------------------- arrays and tensors
+def first(seq) -> np.ndarray:
+    return np.stack(list(seq))
+
+
+def with_values(values, dtype) -> np.ndarray:
+    """Two 72x80 RGB frames of zeros whose first pixel values are ``values``."""
+    a = np.zeros((2, 72, 80, 3), dtype)
+    a.flat[: len(values)] = values
+    return a
+
+
+def test_other_integer_dtypes_in_0_255_are_8_bit():
+    a = np.random.default_rng(0).integers(0, 256, (2, 72, 80, 3), dtype=np.uint8)
+    a.flat[:2] = (0, 255)
+    for dt in (np.int64, np.int32, np.int16, np.uint32, np.uint64):
+        np.testing.assert_array_equal(first(open_array(a.astype(dt), MIN)), a)  # not divided by 257
+    np.testing.assert_array_equal(first(open_array(torch.from_numpy(a.astype(np.int64)), MIN)), a)
+
+
+def test_uint16_is_16_bit_as_png():
+    got = first(open_array(with_values([0, 128, 129, 257, 65535, 32896], np.uint16), MIN))
+    assert got.flat[:6].tolist() == [0, 0, 1, 1, 255, 128]
+    got = first(open_array(torch.from_numpy(with_values([65535, 257], np.uint16)), MIN))
+    assert got.flat[:2].tolist() == [255, 1]
+
+
+def test_integers_beyond_255_ask_for_uint16_or_max_value():
+    with pytest.raises(InputError, match=r"^<array>: int64 frames hold values 0\.\.300, outside 0\.\.255; pass "
+                       r"uint16 for 16-bit pixels \(0-65535\), or max_value=<the maximum> \(e\.g\. max_value=1023 "
+                       r"for 10-bit\)$"):
+        open_array(with_values([300], np.int64), MIN)
+    with pytest.raises(InputError, match=r"int32 frames hold values -1\.\.0, outside 0\.\.255"):
+        open_array(with_values([-1], np.int32), MIN)
+
+
+def test_floats_must_lie_in_0_1_never_clipped():
+    a = np.random.default_rng(0).integers(0, 256, (2, 72, 80, 3), dtype=np.uint8)
+    for dt in (np.float16, np.float32, np.float64):
+        np.testing.assert_array_equal(first(open_array(a.astype(dt) / dt(255), MIN)), a)
+    with pytest.raises(InputError, match=r"^<array>: float frames must lie in \[0, 1\] \(max 1\.0\), got values "
+                       r"0\.\.1\.0001; divide by the scale's maximum, or pass max_value=<that maximum> "
+                       r"\(e\.g\. 255\)$"):
+        open_array(with_values([1.0001], np.float32), MIN)
+    with pytest.raises(InputError, match=r"got values -0\.01\.\.0;"):
+        open_array(with_values([-0.01], np.float64), MIN)
+    with pytest.raises(InputError, match=r"^<array>: frames contain NaN; pass finite pixel values in \[0, 1\]$"):
+        open_array(with_values([0.5, np.nan], np.float32), MIN)
+    with pytest.raises(InputError, match=r"^<array>: frames contain infinite values;"):
+        open_array(with_values([np.inf], np.float64), MIN)
+    with pytest.raises(InputError, match=r"float frames must lie in \[0, 1\] \(max 1\.0\), got values 1\.5\.\.1\.5;"):
+        open_array(torch.full((2, 3, 72, 80), 1.5), MIN, "TCHW")
+    got = first(open_array(torch.tensor([0.0, 1.0]).repeat_interleave(72 * 80 * 3).reshape(2, 72, 80, 3)
+                           .to(torch.bfloat16), MIN))  # bfloat16 has no numpy type
+    assert got[:, 0, 0, 0].tolist() == [0, 255]
+
+
+def test_bool_strings_and_zero_frames_are_refused():
+    with pytest.raises(InputError, match=r"^<array>: pixel type bool is not supported; pass uint8"):
+        open_array(np.ones((2, 72, 80, 3), bool), MIN)
+    with pytest.raises(InputError, match=r"^<array>: pixel type bool is not supported"):
+        open_array(torch.ones((2, 72, 80, 3), dtype=torch.bool), MIN)
+    with pytest.raises(InputError, match=r"pixel type <U1 is not supported"):
+        open_array(np.full((2, 72, 80, 3), "a"), MIN)
+    with pytest.raises(InputError, match=r"^<array>: no frames \(shape \(0, 72, 80, 3\)\); pass at least one frame$"):
+        open_array(np.zeros((0, 72, 80, 3), np.uint8), MIN)
+    with pytest.raises(InputError, match=r"^<array>: no frames"):
+        open_array(torch.zeros((0, 3, 72, 80)), MIN, "TCHW")
+
+
+def test_explicit_max_value_scales_any_number_type(tmp_path):
+    ten_bit = [0, 1, 2, 3, 512, 1022, 1023]
+    expected = [0, 0, 0, 1, 128, 255, 255]  # round(v * 255 / 1023)
+    for dt in (np.uint16, np.int32, np.float32):
+        assert first(open_array(with_values(ten_bit, dt), MIN, max_value=1023)).flat[:7].tolist() == expected
+    a = np.random.default_rng(0).integers(0, 256, (2, 72, 80, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(first(open_sequence(a.astype(np.float64), MIN, max_value=255)), a)
+    np.testing.assert_array_equal(first(open_array(a, MIN, max_value=255)), a)
+    with pytest.raises(InputError, match=r"^<array>: values range 0\.\.1024, outside 0\.\.max_value=1023; pass "):
+        open_array(with_values([1024], np.uint16), MIN, max_value=1023)
+    with pytest.raises(InputError, match=r"max_value must be a positive number, got 0"):
+        open_array(with_values([0], np.uint16), MIN, max_value=0)
+    with pytest.raises(InputError, match=r"max_value applies to arrays and tensors only"):
+        open_sequence(make_folder(tmp_path, 2), MIN, max_value=255)
+
+
+def test_single_frame_array_warns_and_list_of_frames_is_an_array(caplog):
+    a = rgb()
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_array_equal(first(open_array(a, MIN)), a[None])
+    assert "<array>: a single frame" in caplog.text
+    np.testing.assert_array_equal(first(open_sequence([a, a], MIN)), np.stack([a, a]))
+
+
+# --------------------------------------------------------------------------------------------- discovery
+def test_frame_folder_with_sub_folders_warns_and_lists_them(tmp_path, caplog):
+    make_folder(tmp_path, 2)
+    make_folder(tmp_path / "b", 1)
+    (tmp_path / "a").mkdir()
+    (tmp_path / ".cache").mkdir()  # hidden: passed over unreported
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "scores.json").write_text("{}")  # our own output: not reported
+    found = discover_all(tmp_path)
+    assert found.paths == [tmp_path]
+    assert found.skipped == [(tmp_path / "a", SUBFOLDER), (tmp_path / "b", SUBFOLDER),
+                             (tmp_path / "notes.txt", NOT_A_FRAME)]
+    with caplog.at_level(logging.WARNING):
+        seq = open_frame_folder(tmp_path, MIN)
+    assert seq.n_frames == 2 and seq.ignored == ["notes.txt", "a/", "b/"]
+    assert f"{tmp_path}: ignoring 1 non-image file(s): notes.txt" in caplog.text
+    assert f"{tmp_path}: ignoring 2 sub-folder(s) of this frame folder: a/, b/; to score one, pass it as its own " \
+        "input" in caplog.text
+
+
+def test_folder_of_sequences_reports_every_skipped_entry(tmp_path, caplog):
+    make_folder(tmp_path / "a10", 1)
+    make_folder(tmp_path / "a2", 1)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("x")
+    (tmp_path / "readme.txt").write_text("x")
+    (tmp_path / "v.mp4").write_bytes(b"")
+    (tmp_path / "scores.csv").write_text("our own output: not reported")
+    (tmp_path / ".DS_Store").write_text("hidden: not reported")
+    with caplog.at_level(logging.WARNING):
+        found = discover_all(tmp_path)
+    assert found.paths == [tmp_path / "a2", tmp_path / "a10", tmp_path / "v.mp4"]
+    no_frames = "a folder without frames (.png/.jpg/.jpeg)"
+    assert found.skipped == [(tmp_path / "docs", no_frames), (tmp_path / "notes", no_frames),
+                             (tmp_path / "readme.txt", "neither a frame nor a video")]
+    assert caplog.messages == [f"{tmp_path}: skipped 3 entries: docs/ ({no_frames}), notes/ ({no_frames}), "
+                               "readme.txt (neither a frame nor a video)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert discover_all(tmp_path, warn=False).skipped == found.skipped
+    assert caplog.messages == []
+
+
+def test_unlistable_sub_folder_is_reported(tmp_path, monkeypatch):
+    make_folder(tmp_path / "ok", 1)
+    (tmp_path / "locked").mkdir()
+    iterdir = Path.iterdir
+
+    def fake(self):
+        if self.name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", fake)
+    found = discover_all(tmp_path)
+    assert found.paths == [tmp_path / "ok"]
+    assert found.skipped == [(tmp_path / "locked", "cannot be listed (Permission denied)")]
+    for call in (discover_all, lambda q: open_frame_folder(q, MIN)):
+        with pytest.raises(InputError, match=r"^\S+locked: cannot list this folder \(Permission denied\); check its "
+                           r"permissions$"):
+            call(tmp_path / "locked")
+
+
+def test_nothing_usable_names_what_was_skipped(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(InputError, match=r"^\S+: no frames \(\.png/\.jpg/\.jpeg\), videos or sequence folders found "
+                       r"\(skipped: a\.txt \(neither a frame nor a video\), notes/ \(a folder without frames "
+                       r"\(\.png/\.jpg/\.jpeg\)\)\); point at a folder of frames"):
+        discover_all(tmp_path)
+
+
+def test_dot_is_named_after_the_real_folder(tmp_path, monkeypatch):
+    make_folder(tmp_path / "Giraffe+X", 2)
+    monkeypatch.chdir(tmp_path / "Giraffe+X")
+    assert discover_all(Path(".")).paths == [Path(".")]
+    assert open_sequence(Path("."), MIN).name == "Giraffe+X"
+    assert open_sequence(".", MIN).name == "Giraffe+X"
+    assert open_sequence(["f000.png", "f001.png"], MIN).name == "Giraffe+X"
+    monkeypatch.chdir(tmp_path / "Giraffe+X")
+    assert open_sequence(Path("..") / "Giraffe+X", MIN).name == "Giraffe+X"
+
+
+# --------------------------------------------------------------------------------------------- huge frames
+LIMIT = "above the limit of 89,478,485 px per frame (Pillow's decompression-bomb limit, about 9459x9459); " \
+    "downscale the render"
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A valid 8x8 PNG whose IHDR (with a correct CRC) claims width x height."""
+    Image.fromarray(rgb(8, 8)).save(path)
+    b = bytearray(path.read_bytes())
+    assert b[12:16] == b"IHDR"
+    b[16:20], b[20:24] = width.to_bytes(4, "big"), height.to_bytes(4, "big")
+    b[29:33] = zlib.crc32(bytes(b[12:29])).to_bytes(4, "big")
+    path.write_bytes(bytes(b))
+    return path
+
+
+def test_png_header_claiming_20000x20000_is_one_line(tmp_path):
+    p = png_claiming(tmp_path / "f000.png", 20000, 20000)
+    msg = f"{p}: frame is 20000x20000 (400,000,000 px), {LIMIT}"
+    for call in (image_size, read_image, lambda q: open_frame_folder(q.parent, MIN), lambda q: open_sequence(q, MIN)):
+        with pytest.raises(InputError) as e:
+            call(p)
+        assert str(e.value) == msg
+
+
+def test_limit_is_pillows_default_without_its_warning(tmp_path):
+    assert image_size(png_claiming(tmp_path / "ok.png", 9459, 9459)) == (9459, 9459)  # 89,472,681 px
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning before our error
+        with pytest.raises(InputError, match=r"big\.png: frame is 9460x9460 \(89,491,600 px\), above the limit"):
+            image_size(png_claiming(tmp_path / "big.png", 9460, 9460))
+        with pytest.raises(InputError, match=r"mid\.png: frame is 10000x10000 \(100,000,000 px\), above"):
+            read_image(png_claiming(tmp_path / "mid.png", 10000, 10000))
+
+
+def test_huge_jpeg_and_other_content_are_one_line(tmp_path):
+    Image.fromarray(rgb(8, 8)).save(tmp_path / "j.jpg")
+    b = bytearray((tmp_path / "j.jpg").read_bytes())
+    i = b.index(b"\xff\xc0")  # SOF0: length(2) precision(1) height(2) width(2)
+    b[i + 5:i + 7], b[i + 7:i + 9] = (30000).to_bytes(2, "big"), (20000).to_bytes(2, "big")
+    (tmp_path / "j.jpg").write_bytes(bytes(b))
+    with pytest.raises(InputError) as e:
+        image_size(tmp_path / "j.jpg")
+    assert str(e.value) == f"{tmp_path / 'j.jpg'}: frame is 20000x30000 (600,000,000 px), {LIMIT}"
+    Image.fromarray(rgb(8, 8)).save(tmp_path / "b.png", format="BMP")  # BMP content: Pillow's own check
+    b = bytearray((tmp_path / "b.png").read_bytes())
+    b[18:22], b[22:26] = (20000).to_bytes(4, "little"), (20000).to_bytes(4, "little")
+    (tmp_path / "b.png").write_bytes(bytes(b))
+    for call in (image_size, read_image):
+        with pytest.raises(InputError) as e:
+            call(tmp_path / "b.png")
+        assert str(e.value) == f"{tmp_path / 'b.png'}: frame of 400,000,000 px is {LIMIT}"

@@ -184,17 +184,20 @@ def load_sample(item: Item, n_ref: int, short: int, crop: int = 0, seed: int | N
                 gen: torch.Generator | None = None) -> Sample:
     """Load a query, its target and references. ``crop > 0``: random ``crop``² crops (same crop for the query
     and its map, an independent one per reference; training). ``crop == 0``: top-left patch-aligned region."""
-    q = resize_short(load_rgb(item.query), short)
+    q0 = load_rgb(item.query)
+    q = resize_short(q0, short)
     target = None
     if item.target is not None:
         target = load_target(item.target)
         if target.shape != q.shape[-2:]:
             target = F.interpolate(target[None, None], size=q.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     elif item.gt is not None:
-        g = resize_short(load_rgb(item.gt), short)
-        if g.shape != q.shape:
-            raise InputError(f"{item.gt}: ground truth is {g.shape[2]}x{g.shape[1]} but render {item.query.name} is "
-                             f"{q.shape[2]}x{q.shape[1]}; a render and its ground truth must have one size")
+        g0 = load_rgb(item.gt)
+        g = resize_short(g0, short)
+        if g.shape != q.shape:  # the sizes of the files (not after resizing): what the user can check and fix
+            raise InputError(f"{item.gt}: ground truth is {g0.shape[2]}x{g0.shape[1]} but render {item.query} is "
+                             f"{q0.shape[2]}x{q0.shape[1]} (width x height); a render and its ground truth must have "
+                             "one size")
         target = ssim_target(q[None], g[None])[0]
     paths = select_references(item.refs, n_ref, item.query, seed)
     refs = [resize_short(load_rgb(p), short) for p in paths]

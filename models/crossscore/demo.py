@@ -31,7 +31,7 @@ from models.crossscore.data import list_images
 from models.crossscore.options import DemoDataConfig
 from models.errors import InputError
 from models.frames import read_image
-from models.results import atomic_write_bytes, atomic_write_json
+from models.results import atomic_write_bytes, atomic_write_json, check_creatable
 
 log = logging.getLogger(__name__)
 TRAIN_KINDS = ("blur", "noise", "jpeg", "lowres", "floaters")
@@ -104,11 +104,13 @@ def build_demo_dataset(cfg: DemoDataConfig) -> dict[str, int]:
     width, height, split_frame, seed = cfg.width, cfg.height, cfg.split_frame, cfg.seed
     if not sources:
         raise InputError(f"{EXAMPLES_DIR}: no example sequence folder; pass --sources FOLDER ...")
+    for src in sources:  # every source checked before anything is written
+        if not src.is_dir() or len(list_images(src)) < 4:
+            raise InputError(f"{src}: needs a folder of at least 4 frames to build the demo dataset")
+    check_creatable(out)
     counts = {"train": 0, "heldout": 0}
     for src in sources:
-        frames = list_images(src) if src.is_dir() else []
-        if len(frames) < 4:
-            raise InputError(f"{src}: needs a folder of at least 4 frames to build the demo dataset")
+        frames = list_images(src)
         scene = src.name.lower().replace("+", "-")
         for i, path in enumerate(frames):
             img = cv2.resize(read_image(path), (width, height), interpolation=cv2.INTER_AREA)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consts import (
+    CHECKPOINTS_DIR,
     CROSSSCORE_N_REF,
     CROSSSCORE_TINY_DIR,
     CROSSSCORE_TRAIN_CROP,
@@ -16,7 +17,7 @@ from consts import (
     RUNS_DIR,
 )
 from models.cli import opt
-from models.runtime import DEVICES
+from models.runtime import DEVICES, locate
 
 _GROUP = "model and run options"
 
@@ -26,8 +27,9 @@ class ModelOptions:
     """Options shared by ``predict`` and ``test``: which model, how images are sized and batched, where it runs."""
 
     checkpoint: str = opt(str(CROSSSCORE_TINY_DIR), "checkpoint folder (config.json + model.pth) or upstream "
-                          "CrossScore-v1.0.0.ckpt (default: checkpoints/crossscore-tiny, made by `make "
-                          "crossscore-demo`)", group=_GROUP)
+                          "CrossScore-v1.0.0.ckpt: a path, else a name under checkpoints/ or runs/ (e.g. "
+                          "my-run/model) (default: checkpoints/crossscore-tiny, made by `make crossscore-demo`)",
+                          group=_GROUP)
     backbone: str | None = opt(None, "for an upstream .ckpt: a transformers DINOv2 folder whose config.json gives "
                                "the backbone shape (default: inferred, DINOv2-S)", group=_GROUP)
     short_side: int = opt(-1, "resize the short side to this before scoring (default: as the checkpoint was "
@@ -72,7 +74,8 @@ class CrossScoreTrainConfig:
     name: str = opt("crossscore", "run folder <runs-dir>/<name>/")
     runs_dir: str = opt(str(RUNS_DIR), "parent folder of the run folders")
     backbone: str = opt("facebook/dinov2-small", '"tiny" (random, trainable) | transformers folder | cached hub id')
-    init: str | None = opt(None, "start from this checkpoint (folder or upstream .ckpt) instead of a fresh head")
+    init: str | None = opt(None, "start from this checkpoint (folder or upstream .ckpt; a path, else a name under "
+                           "checkpoints/ or runs/) instead of a fresh head")
     n_ref: int = opt(CROSSSCORE_N_REF, "references per query; 0 = the no-reference variant", min=0)
     short_side: int = opt(CROSSSCORE_TRAIN_SHORT_SIDE, "resize short side first (bilinear, antialias; 0 = keep)",
                           min=0)
@@ -111,3 +114,15 @@ class DemoDataConfig:
     split_frame: int = opt(84, "frames before this go to train/, the rest to heldout/", min=0)
     seed: int = opt(0, "seeds the degradation masks and strengths")
     quiet: bool = opt(False, "no info messages")
+
+
+CKPT_HINT = "run `make crossscore-demo` for the offline model, or pass --checkpoint FOLDER|CrossScore-v1.0.0.ckpt"
+
+
+def locate_checkpoints(cfg: object) -> None:
+    """Resolve ``--checkpoint`` / ``--init`` in place by the paths rule (:func:`models.runtime.locate`: as typed,
+    else under checkpoints/ or runs/); a name found nowhere is one line naming every place looked in."""
+    if isinstance(cfg, ModelOptions):
+        cfg.checkpoint = str(locate(cfg.checkpoint, CHECKPOINTS_DIR, RUNS_DIR, what="--checkpoint", hint=CKPT_HINT))
+    if isinstance(cfg, CrossScoreTrainConfig) and cfg.init:
+        cfg.init = str(locate(cfg.init, CHECKPOINTS_DIR, RUNS_DIR, what="--init"))

@@ -16,7 +16,7 @@ from typing import Any
 from consts import CROSSSCORE_PREDICT_SHORT_SIDE, RUNS_DIR
 from models.crossscore.options import PredictConfig, TestConfig
 from models.errors import InputError
-from models.results import check_writable, stamp
+from models.results import check_creatable, stamp
 from models.runtime import resolve_device, set_threads
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def predict_maps(cfg: PredictConfig) -> Scored:
     set_threads(cfg.threads)
     queries, pool, gts = _queries(cfg)
     out = Path(cfg.out)
-    check_writable(out)
+    check_creatable(out)  # creates nothing: a failed run leaves no empty folder
     dev = resolve_device(cfg.device)
     net, info = load_model(cfg.checkpoint, cfg.backbone)
     net.to(dev)
@@ -139,7 +139,7 @@ def score_dataset(cfg: TestConfig) -> Scored:
     set_threads(cfg.threads)
     items = discover_items(Path(cfg.data))
     out = output_folder(cfg)
-    check_writable(out)
+    check_creatable(out)
     predict, n_ref, info = make_predictor(cfg.checkpoint, cfg.baseline, cfg.backbone, cfg.device, cfg.n_ref)
     t0 = time.perf_counter()
     short = short_side_for(cfg.short_side, cfg.checkpoint)

@@ -29,7 +29,7 @@ from models.crossscore.network import CrossScoreConfig, CrossScoreNet
 from models.crossscore.options import CrossScoreTrainConfig
 from models.errors import InputError
 from models.frames import prefetch
-from models.results import atomic_write_bytes, atomic_write_json, stamp
+from models.results import atomic_write_bytes, atomic_write_json, check_creatable, stamp
 from models.runtime import resolve_device, set_threads
 from models.ssim import psnr_from_l1
 
@@ -76,6 +76,7 @@ def train_crossscore(cfg: CrossScoreTrainConfig) -> Path:
     dev = resolve_device(cfg.device)
     set_threads(cfg.threads)
     items = discover_items(Path(cfg.data))
+    check_creatable(run, "--runs-dir or --name")  # before any compute; creates nothing
     net = build_net(cfg).to(dev)
     params = [p for p in net.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

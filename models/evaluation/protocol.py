@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import zipfile
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from consts import BENCHMARK_LABELS_FILE as LABELS_FILE
 from models.errors import InputError
 from models.nvs_sqa import Regressor
 from models.stats import correlations
@@ -50,6 +53,8 @@ class Labels:
 
 def load_labels(path: Path) -> Labels:
     """Read ``flat_labels_offset_by_ref_scenewise_split_11.json`` (keys labels, tr_keys, tt_keys), validated."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; --labels takes the JSON label file (e.g. {path}/{LABELS_FILE})")
     if not path.is_file():
         raise InputError(f"{path}: label file not found; pass --labels, or copy it from ../shared/benchmark")
     try:
@@ -88,13 +93,20 @@ def _is_number(v: Any) -> bool:
 
 def load_feature_file(path: Path) -> dict[str, np.ndarray]:
     """``{key: 1-d feature}`` from an ``.npz`` (app.py's output_features.npz format), all of one length."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; --features takes an .npz file (app.py writes output_features.npz)")
     if not path.is_file():
         raise InputError(f"{path}: features file not found; check --features")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise InputError(f"{path}: one array (.npy), not an .npz of named features; save one 1-d feature per "
+                             "key dataset+scene+method with numpy.savez")
+        with z:
             feats = {k: np.asarray(z[k]) for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise InputError(f"{path}: not a readable .npz of features ({type(e).__name__}); re-create it") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise InputError(f"{path}: not a readable .npz of features ({type(e).__name__}; truncated or not an .npz?); "
+                         "re-create it") from None
     if not feats:
         raise InputError(f"{path}: holds no features")
     dims = {v.shape for v in feats.values()}

@@ -20,7 +20,7 @@ from models.cli import opt
 from models.errors import InputError
 from models.evaluation.degrade import DISTORTIONS
 from models.results import atomic_write_bytes
-from models.runtime import DEVICES
+from models.runtime import DEVICES, locate
 
 log = logging.getLogger(__name__)
 BENCH, DEGRADE = "benchmark", "degradation benchmark"  # the --help sections
@@ -31,7 +31,8 @@ class EvalConfig:
     """Options of one evaluation run (all flags of evaluate.py)."""
 
     name: str = opt("", "run folder runs/<name> (default: benchmark-<model>/degrade-<model>)")
-    checkpoint: str | None = opt(None, "checkpoint folder with config.json + model.pth (default: released v0.0.1)")
+    checkpoint: str | None = opt(None, "checkpoint folder with config.json + model.pth: a path, else a name under "
+                                 "checkpoints/ or runs/ (e.g. mine/latest) (default: released v0.0.1)")
     device: str = opt("auto", "auto (cuda if present) | cpu | cuda", choices=DEVICES)
     batch_size: int = opt(0, "frames per network call (default: 2 CPU, 16 CUDA)", min=0)
     threads: int = opt(0, "torch CPU threads (default: one per core; 1 is much faster on a busy machine); results "
@@ -59,7 +60,8 @@ class EvalConfig:
     regressor: str | None = opt(None, "regressor.json to score with (default: the checkpoint's regressor.json)",
                                 group=DEGRADE)
     distortions: str = opt("", f"comma-separated subset of {','.join(DISTORTIONS)} (default: all)", group=DEGRADE)
-    frames: int = opt(8, "frames per clip, evenly spaced over the sequence", min=1, group=DEGRADE)
+    frames: int = opt(8, "frames per clip, evenly spaced over the sequence (a shorter sequence gives all its frames, "
+                      "with a warning)", min=1, group=DEGRADE)
     max_side: int = opt(320, "longer side of a clip, px", min=1, group=DEGRADE)
 
 
@@ -79,6 +81,11 @@ def check_config(cfg: EvalConfig, inputs_given: bool) -> None:
     distortion_names(cfg)
     if inputs_given and not cfg.degrade:
         raise InputError("INPUT arguments are for --degrade; the benchmark reads --bank or --features")
+    if cfg.regressor and not cfg.degrade:
+        raise InputError(f"--regressor {cfg.regressor}: is for --degrade; the benchmark fits its own ridge")
+    if cfg.regressor and not Path(cfg.regressor).is_file():
+        raise InputError(f"--regressor {cfg.regressor}: no such file; pass a regressor.json (evaluate.py "
+                         "--save-regressor writes one), or leave --regressor out to use the checkpoint's")
 
 
 def recorded(cfg: EvalConfig) -> dict[str, Any]:
@@ -195,6 +202,9 @@ def run_degrade(cfg: EvalConfig, out: Path) -> list[str]:
     clips = {}
     for p in paths:
         clip = prepare_clip(open_sequence(p, MIN_FRAME_SIZE), cfg.frames, cfg.max_side)
+        if len(clip) < cfg.frames:
+            log.warning("%s: has %d frames, fewer than --frames %d; its clips use all %d", p, len(clip), cfg.frames,
+                        len(clip))
         if min(clip.shape[1:3]) < MIN_FRAME_SIZE:
             raise InputError(f"{p}: --max-side {cfg.max_side} makes frames smaller than {MIN_FRAME_SIZE} px; raise it")
         if p.name in clips:
@@ -213,14 +223,18 @@ def run_degrade(cfg: EvalConfig, out: Path) -> list[str]:
     mean = float(np.nanmean([r["srcc_mean"] for r in srcc]))
     cols = ["distortion", "param", "levels", *[f"srcc[{s}]" for s in clips], "srcc_mean"]
     n_clips = len(clips) + sum(r["level"] > 0 for r in rows)
+    frames_used = {s: len(c) for s, c in clips.items()}
+    counts = sorted(set(frames_used.values()))
+    shown = str(counts[0]) if len(counts) == 1 else "/".join(f"{n} ({s})" for s, n in frames_used.items())
     text = (f"{table(srcc + [{'distortion': '**mean**', 'srcc_mean': mean}], cols, '.2f', 'github')}\n\n"
-            f"{n_clips} clips of {cfg.frames} frames, longer side {cfg.max_side} px, "
+            f"{n_clips} clips of {shown} frames, longer side {cfg.max_side} px, "
             f"seed {cfg.seed}, scored in {seconds:.1f} s on {model.device} (batch {batch}); score = {kind}.")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "degrade.md", f"# Degradation benchmark: {model_label(cfg)}\n\n{text}\n".encode())
     write_csv(out / "degrade_scores.csv", rows, ["sequence", "distortion", "level", "param", "score", "seconds"])
     write_csv(out / "degrade_srcc.csv", srcc, cols)
-    write_json(out / "degrade.json", stamp(config=recorded(cfg), model=model.info, seconds=round(seconds, 2),
+    write_json(out / "degrade.json", stamp(config=recorded(cfg), model=model.info, frames_used=frames_used,
+                                            seconds=round(seconds, 2),
                                             cpus=os.cpu_count(), load_average=os.getloadavg(), srcc=srcc,
                                             srcc_mean=mean, scores=rows))  # load: timings on a shared machine
     atomic_write_bytes(out / "degrade.png", plot_degradations(rows, srcc))
@@ -229,12 +243,14 @@ def run_degrade(cfg: EvalConfig, out: Path) -> list[str]:
 
 def run_evaluation(cfg: EvalConfig) -> list[str]:
     """One evaluate.py run into :func:`run_folder`; returns the lines to print."""
-    from models.results import check_writable, write_json
+    from models.results import check_creatable, write_json
     from models.runtime import set_threads
 
     set_threads(cfg.threads)
+    if cfg.checkpoint:  # the paths rule: as typed, else a name under checkpoints/ or runs/
+        cfg.checkpoint = str(locate(cfg.checkpoint, C.CHECKPOINTS_DIR, C.RUNS_DIR, what="--checkpoint"))
     out = run_folder(cfg)
-    check_writable(out)
+    check_creatable(out, "--name")  # creates nothing: a run that fails leaves no (empty) run folder
     lines = run_degrade(cfg, out) if cfg.degrade else run_benchmark(cfg, out)
     write_json(out / "config.json", recorded(cfg))  # last: a failed run leaves no half-written run folder
     return lines

@@ -240,14 +240,16 @@ def _find(folder: Path, preferred: str, pattern: str) -> Path | None:
     return hits[0] if len(hits) == 1 else None
 
 
-def load_regressor(path: Path):  # -> Regressor
-
+def load_regressor(path: Path) -> Regressor:
+    """A regressor.json (coef, intercept, alpha, source_sha256); one-line error for an unusable file."""
+    fix = FIX_HINT if path.resolve().parent == RELEASED.dir.resolve() else (
+        "pass a regressor.json written by evaluate.py --save-regressor")
     try:
         d = json.loads(path.read_text())
         coef = np.asarray(d["coef"], dtype=np.float32)
         return Regressor(coef, float(d["intercept"]), float(d.get("alpha", 1.0)), d.get("source_sha256", ""))
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"{path}: not a valid regressor JSON ({type(e).__name__}: {e}); {FIX_HINT}") from None
+        raise InputError(f"{path}: not a valid regressor JSON ({type(e).__name__}: {e}); {fix}") from None
 
 
 def load_checkpoint(path: str | Path | None = None) -> Checkpoint:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,43 @@ import torch
 from models.errors import InputError
 from models.frames import FrameSequence, SortOrder, open_sequence, prefetch
 from models.nvs_sqa.network import MIN_FRAME_SIZE, Regressor, SequenceModel, optimize_for_inference
+from models.nvs_sqa.validity import FrameStats, Limits
 from models.runtime import resolve_device
+
+# Everything a sequence can be given as (see NVSSQA.open).
+Source = str | Path | list | np.ndarray | torch.Tensor | FrameSequence
+
+
+def window_starts(n_frames: int, window: int, stride: int) -> np.ndarray:
+    """Start frames of the windows covering ``n_frames``: 0, stride, 2·stride, … and a last one ending at the end."""
+    if window < 1 or stride < 1:
+        raise InputError(f"--window {window} --stride {stride}: both must be >= 1")
+    if n_frames <= window:
+        return np.array([0])
+    starts = list(range(0, n_frames - window + 1, stride))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    return np.array(starts)
+
+
+@dataclass
+class WindowedScore:
+    """Window scores of one sequence along its camera path; ``score`` is their mean."""
+
+    name: str
+    starts: np.ndarray  # first frame of each window
+    ends: np.ndarray  # one past the last frame
+    scores: np.ndarray  # JOD per window
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def worst(self) -> tuple[int, int, float]:
+        """(start, end, score) of the lowest-scoring window."""
+        i = int(np.argmin(self.scores))
+        return int(self.starts[i]), int(self.ends[i]), float(self.scores[i])
 
 
 class NVSSQA:
@@ -54,15 +91,29 @@ class NVSSQA:
         if buf:
             yield torch.from_numpy(np.stack(buf))
 
+    def open(self, source: Source, sort: SortOrder = "natural", dim_order: str = "THWC",
+             max_value: float | None = None) -> FrameSequence:
+        """Any sequence input as a :class:`FrameSequence`: a frame folder, a video, a list of image paths, an array
+        or tensor (uint8 0–255, uint16 0–65535, other integers ≤ 255, floats in [0, 1], or any of them with an
+        explicit ``max_value``; ``dim_order`` THWC or TCHW), or an already opened sequence."""
+        if isinstance(source, FrameSequence):
+            return source
+        return open_sequence(source, MIN_FRAME_SIZE, sort, dim_order, max_value)
+
     @torch.inference_mode()
     def frame_features(
-        self, seq: FrameSequence, batch_size: int = 4, progress: bool = False, prefetch_depth: int = 8
-    ) -> torch.Tensor:
-        """Per-frame 360-d features (T, 360) of a sequence, streamed: memory does not grow with T."""
+        self, source: Source, batch_size: int = 4, progress: bool = False, prefetch_depth: int = 8,
+        sort: SortOrder = "natural", dim_order: str = "THWC", stats: FrameStats | None = None,
+        max_value: float | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Per-frame 360-d features (T, 360) of a sequence, streamed: memory does not grow with T. ``stats``
+        (optional) gathers the frame statistics that the validity checks read, on the way."""
         from tqdm import tqdm
 
+        seq = self.open(source, sort, dim_order, max_value)
         feats: list[torch.Tensor] = []
-        frames: Iterator[np.ndarray] = prefetch(iter(seq), prefetch_depth) if prefetch_depth else iter(seq)
+        it: Iterator[np.ndarray] = stats.watch(seq) if stats is not None else iter(seq)
+        frames: Iterator[np.ndarray] = prefetch(it, prefetch_depth) if prefetch_depth else it
         bar = tqdm(total=seq.n_frames, desc=seq.name, unit="frame", disable=not progress, leave=False)
         with bar:
             for hwc in self._batches(frames, batch_size):
@@ -70,6 +121,8 @@ class NVSSQA:
                 x = hwc.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
                 feats.append(self._encoder(x).float().cpu())
                 bar.update(len(hwc))
+        if not feats:
+            raise InputError(f"{seq.source}: no frames to score")
         return torch.cat(feats)
 
     @torch.inference_mode()
@@ -78,19 +131,36 @@ class NVSSQA:
         x = frame_feats.to(self.device).unsqueeze(1)
         return self.model.aggregate(x)[0].float().cpu().numpy()
 
-    def features(
-        self, source: str | Path | list | np.ndarray | torch.Tensor | FrameSequence, batch_size: int = 4,
-        progress: bool = False, sort: SortOrder = "natural", dim_order: str = "THWC",
-    ) -> np.ndarray:  # fmt: skip
-        """The 384-d quality representation of one sequence (folder, video, path list, array or tensor).
+    def features(self, source: Source, batch_size: int = 4, progress: bool = False, sort: SortOrder = "natural",
+                 dim_order: str = "THWC", max_value: float | None = None) -> np.ndarray:
+        """The 384-d quality representation of one sequence, in one pass (upstream's protocol; any input that
+        :meth:`open` takes)."""
+        return self.aggregate(self.frame_features(source, batch_size, progress, sort=sort, dim_order=dim_order,
+                                                  max_value=max_value))
 
-        Arrays/tensors: uint8 0–255 or float 0–1, ``dim_order`` "THWC" (default) or "TCHW".
-        """
-        if isinstance(source, FrameSequence):
-            seq = source
-        else:
-            seq = open_sequence(source, MIN_FRAME_SIZE, sort, dim_order)
-        return self.aggregate(self.frame_features(seq, batch_size, progress))
+    @torch.inference_mode()
+    def window_scores(self, frame_feats: torch.Tensor, window: int, stride: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score every window of ``window`` frames of per-frame features (T, 360), one every ``stride`` frames; the
+        last window ends at the last frame, so every frame is covered. Returns (starts, ends (exclusive), scores).
+        A sequence no longer than ``window`` is one window."""
+        t = len(frame_feats)
+        starts = window_starts(t, window, stride)
+        ends = np.minimum(starts + window, t)
+        reps = np.stack([self.aggregate(frame_feats[s:e]) for s, e in zip(starts, ends, strict=True)])
+        return starts, ends, self.predict(reps)
+
+    def windows(self, source: Source, window: int | None = None, stride: int | None = None, batch_size: int = 4,
+                progress: bool = False, sort: SortOrder = "natural", dim_order: str = "THWC",
+                max_value: float | None = None) -> WindowedScore:
+        """Windowed scoring of one sequence: the view encoder runs once per frame, the temporal model once per
+        window of ``window`` frames every ``stride`` (default: the validated window of ``validity_v1.json``); the
+        sequence score is the mean of the window scores (see :meth:`window_scores`)."""
+        lim = Limits.load()
+        seq = self.open(source, sort, dim_order, max_value)
+        w, s = window or lim.window, stride or lim.stride
+        starts, ends, scores = self.window_scores(self.frame_features(seq, batch_size, progress), w, s)
+        return WindowedScore(seq.name, starts, ends, scores)
 
     def predict(self, feats: np.ndarray) -> np.ndarray:
         """JOD scores from representations (N, 384) or (384,)."""
@@ -101,6 +171,25 @@ class NVSSQA:
             )
         return self.regressor.predict(np.atleast_2d(feats))
 
-    def score(self, source: Any, batch_size: int = 4, progress: bool = False) -> float:
-        """JOD score (offset by the reference; higher is better) of one sequence."""
-        return float(self.predict(self.features(source, batch_size, progress))[0])
+    def score_features(self, frame_feats: torch.Tensor, window: int | str = "auto") -> tuple[float, str]:
+        """The JOD score from per-frame features (T, 360), and how it was made (``single`` or ``windows W/S``).
+
+        ``window="auto"``: one pass as upstream up to ``Limits.max_frames`` frames, beyond it the mean of windows of
+        the validated length (scores of one long pass are not trustworthy: see docs/scoring.md); ``0``: always one
+        pass; ``N``: windows of N frames every N/2.
+        """
+        lim = Limits.load()
+        if window == "auto":
+            w, s = (lim.window, lim.stride) if len(frame_feats) > lim.max_frames else (0, 0)
+        else:
+            w, s = int(window), max(1, int(window) // 2)
+        if w == 0 or len(frame_feats) <= w:
+            return float(self.predict(self.aggregate(frame_feats))[0]), "single"
+        return float(np.mean(self.window_scores(frame_feats, w, s)[2])), f"windows {w}/{s}"
+
+    def score(self, source: Source, batch_size: int = 4, progress: bool = False, window: int | str = "auto",
+              sort: SortOrder = "natural", dim_order: str = "THWC", max_value: float | None = None) -> float:
+        """JOD score (offset by the reference; higher is better) of one sequence; ``window`` as in
+        :meth:`score_features`."""
+        feats = self.frame_features(source, batch_size, progress, sort=sort, dim_order=dim_order, max_value=max_value)
+        return self.score_features(feats, window)[0]

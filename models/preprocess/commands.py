@@ -303,8 +303,8 @@ def problems(jobs: Sequence[Job], layout: Layout, env: NsEnv, device: str, downl
     """Everything that would make the run fail, one line each naming the path and what to do (only the jobs
     that would run count: a finished set needs no nerfstudio)."""
     todo = [j for j in jobs if not j.skip and "method" in j.info and (force or j.done() is None)]
-    out = [f"{tool} not found: {NS_INSTALL_HINT}"
-           for tool in ("ns-train", "ns-render") if todo and not env.tools.get(tool)]  # fmt: skip
+    absent = [tool for tool in ("ns-train", "ns-render") if todo and not env.tools.get(tool)]
+    out = [f"{' and '.join(absent)} not found: {NS_INSTALL_HINT}"] if absent else []
     if todo and env.tools.get("ns-render") and not env.ffmpeg:
         out.append("ffmpeg not found: ns-render refuses to start without it; `apt-get install ffmpeg` (or "
                    "`conda install ffmpeg` in nerfstudio's environment)")

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models.errors import InputError
 from models.preprocess.commands import Layout, NsEnv
 from models.preprocess.jobs import ALREADY, SKIPPED, Job
 from models.results import stamp, table, write_json
@@ -82,9 +83,17 @@ def dry_run(cfg: PreprocessConfig, jobs: list[Job], env: NsEnv, device: str, pro
     """--dry-run: print the plan, write it to --plan-json when asked; always 0 (the problems are part of it)."""
     planned = show_plan(cfg, jobs, env, device, probs)
     if cfg.plan_json:
-        write_json(Path(cfg.plan_json), {**stamp(config=asdict(cfg)), **planned})
-        print(f"wrote {cfg.plan_json}")
+        write_plan_json(Path(cfg.plan_json), {**stamp(config=asdict(cfg)), **planned})
     return 0
+
+
+def write_plan_json(path: Path, obj: dict[str, Any]) -> None:
+    """``--plan-json``: written atomically; a place that refuses it (checked before, but e.g. /proc) is one line."""
+    try:
+        write_json(path, obj)
+    except OSError as e:
+        raise InputError(f"--plan-json {path}: cannot write this file ({e.strerror}); choose another path") from None
+    print(f"wrote {path}")
 
 
 def check(cfg: PreprocessConfig, jobs: list[Job], layout: Layout, env: NsEnv) -> int:
@@ -96,12 +105,10 @@ def check(cfg: PreprocessConfig, jobs: list[Job], layout: Layout, env: NsEnv) ->
     try:
         rows = check_cli(jobs, layout, env)
     except RuntimeError as e:
-        log.error("%s", e)
-        return 2
+        raise InputError(str(e)) from None
     print(table(rows, ["job", "step", "ok", "model", "note"]))
     bad = sum(not r["ok"] for r in rows)
     print(f"{len(rows) - bad} of {len(rows)} commands parse as planned with nerfstudio {env.version}")
     if cfg.plan_json:
-        write_json(Path(cfg.plan_json), {**stamp(config=asdict(cfg), nerfstudio=env.version), "check_cli": rows})
-        print(f"wrote {cfg.plan_json}")
+        write_plan_json(Path(cfg.plan_json), {**stamp(config=asdict(cfg), nerfstudio=env.version), "check_cli": rows})
     return 1 if bad else 0

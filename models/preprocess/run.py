@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import signal
 import sys
 from dataclasses import asdict, dataclass
@@ -50,7 +51,8 @@ class PreprocessConfig:
     force: bool = opt(False, "redo finished jobs as well")
     dry_run: bool = opt(False, "print the plan (every command) and run nothing")
     check_cli: bool = opt(False, "parse every planned command with your nerfstudio's own CLI (no training) and report")
-    plan_json: str | None = opt(None, "write the plan and its GPU-hour estimate to this JSON file too")
+    plan_json: str | None = opt(None, "write the plan and its GPU-hour estimate (or the --check-cli report) to this "
+                                "JSON file too")
     run_name: str | None = opt(None, "runs/NAME/ gets config.json + summary.json (default: preprocess-<time>)")
 
     def __post_init__(self) -> None:
@@ -58,6 +60,21 @@ class PreprocessConfig:
         self.scenes, self.methods = names(self.scenes), names(self.methods)
         if bad := [m for m in self.methods if m not in NS_METHODS]:
             raise InputError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(NS_METHODS)}")
+        captures = Path(self.datasets) / "nerfstudio"
+        if bad := [s for s in self.scenes if s not in TRAIN_SCENES and not (captures / s).is_dir()]:
+            raise InputError(f"--scenes: unknown scene(s) {', '.join(bad)} (not a training scene, and no custom "
+                             f"capture {captures / bad[0]}/); known scenes: {', '.join(TRAIN_SCENES)}")
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output file that cannot be written (a folder, under a file, read-only)."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # atomic writes create missing folders: the nearest existing one must take them
+    why = ("is a folder" if path.is_dir() else f"{parent} is not a folder" if not parent.is_dir()
+           else f"{parent} is not writable" if not os.access(parent, os.W_OK | os.X_OK) else "")
+    if why:
+        raise InputError(f"{flag} {path}: cannot write this file ({why}); choose another path")
 
 
 def run(cfg: PreprocessConfig) -> int:
@@ -65,8 +82,9 @@ def run(cfg: PreprocessConfig) -> int:
     ns_bin = Path(cfg.ns_bin).expanduser() if cfg.ns_bin else None
     layout = Layout(Path(cfg.datasets), Path(cfg.outputs), Path(cfg.renders))
     if ns_bin is not None and not ns_bin.is_dir():
-        log.error("--ns-bin %s: no such folder; point it at the bin/ of nerfstudio's environment", ns_bin)
-        return 2
+        raise InputError(f"--ns-bin {ns_bin}: no such folder; point it at the bin/ of nerfstudio's environment")
+    if cfg.plan_json:
+        check_output_file(Path(cfg.plan_json), "--plan-json")
     env = probe(ns_bin)
     device = nerfstudio_device(cfg.device, env)
     jobs = plan(cfg.scenes, cfg.methods, layout, env, device, cfg.max_iters or None, cfg.download,
@@ -76,22 +94,19 @@ def run(cfg: PreprocessConfig) -> int:
         return check(cfg, jobs, layout, env)
     if cfg.dry_run:
         return dry_run(cfg, jobs, env, device, probs)
-    for prob in probs:
-        log.error("%s", prob)
-    if probs:
-        return 2
+    if len(probs) == 1:
+        raise InputError(probs[0])
+    if probs:  # one line: every problem, numbered (--dry-run lists them one per line)
+        raise InputError(f"{len(probs)} problems stop the run: "
+                         + " ".join(f"({i}) {p}" for i, p in enumerate(probs, 1)))
 
     run_dir = RUNS_DIR / (cfg.run_name or f"preprocess-{_dt.datetime.now(_dt.UTC):%Y%m%d-%H%M%S}")
     context = stamp(nerfstudio=env.version, nerfstudio_torch=env.torch, nerfstudio_python=env.python,
                     command_env=COMMAND_ENV)
-    try:
-        check_writable(layout.renders)
-        with exclusive(layout.renders, "preprocess.py"):
-            write_json(run_dir / "config.json", {**context, "config": asdict(cfg), "device": device})
-            results, interrupted = run_jobs(jobs, context, cfg.force, env=env.child_env())
-    except InputError as e:
-        log.error("%s", e)
-        return 2
+    check_writable(layout.renders, "--renders")
+    with exclusive(layout.renders, "preprocess.py"):
+        write_json(run_dir / "config.json", {**context, "config": asdict(cfg), "device": device})
+        results, interrupted = run_jobs(jobs, context, cfg.force, env=env.child_env())
     rows = [r.row() for r in results]
     print(table(rows, ["job", "status", "frames", "train s", "render s", "mp4 s", "total s", "note"], floatfmt=".1f"))
     counts = {s: sum(r.status == s for r in results) for s in dict.fromkeys(r.status for r in results)}

@@ -23,12 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from consts import RUNS_DIR
+from consts import CHECKPOINTS_DIR, ROOT, RUNS_DIR
 from models import cli
 from models.cli import opt
 from models.errors import InputError
 from models.nvs_sqa import MIN_FRAME_SIZE, ModelConfig, SequenceModel
-from models.runtime import DEVICES, resolve_device
+from models.results import check_creatable
+from models.runtime import DEVICES, locate, resolve_device
 from models.training.pairs import VAL_STREAM, PairConfig, PairDataset, collate_pairs, scan_renders, worker_init
 from models.training.run_folder import (
     MetricsLog,
@@ -50,7 +51,8 @@ class TrainConfig:
     """Every setting of a training run (all flags of train.py); defaults are the published recipe (``paper``)."""
 
     name: str = opt("", "run folder name under --runs-dir (default: <preset>-seed<seed>)")
-    renders: str = opt("renders", "folder of <scene>__<method>/ frame folders")
+    renders: str = opt("renders", "folder of <scene>__<method>/ frame folders: a path, else a folder of the "
+                       "repository (renders = the renders/ preprocess.py writes, from any folder)")
     preset: str = opt("paper", "the preset these settings started from", flag=False)  # set by PRESETS
     epochs: int = opt(100, "epochs", min=1)
     scene_repeats: int = opt(2, "pairs per scene per epoch", min=1)
@@ -65,7 +67,8 @@ class TrainConfig:
     device: str = opt("auto", "auto (cuda if present) | cpu | cuda", choices=DEVICES)
     amp: bool = opt(True, "mixed precision on CUDA (ignored on CPU)")
     grad_checkpoint: bool = opt(False, "recompute the encoder in backward to save memory")
-    init: str = opt("scratch", "scratch | released | a checkpoint folder to fine-tune from")
+    init: str = opt("scratch", "scratch | released | a checkpoint folder to fine-tune from (a path, else a name "
+                    "under checkpoints/ or runs/, e.g. mine/latest)")
     val_pairs: int = opt(16, "held-out validation pairs (own random stream), scored every epoch", min=0)
     threads: int = opt(0, "torch intra-op threads of the training loop (0 = torch's choice)", min=0)
     stop_after_steps: int = opt(0, "stop (after saving latest/) at this global step: simulates a kill; 0 = off",
@@ -89,7 +92,7 @@ class TrainConfig:
 # Each preset names itself (the ``preset`` field, hence the default run name); flags override it.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"preset": "paper"},
-    # Small crops and short segments: the whole pipeline (all five targets) in minutes on a 2-core CPU.
+    # Small crops and short segments: the whole pipeline (all five targets) in 1–2 min on a 2-core CPU.
     "cpu-smoke": {"preset": "cpu-smoke", "epochs": 6, "scene_repeats": 8, "batch_size": 4, "save_every": 2,
                   "val_pairs": 8,
                   "pairs": {"crop_min": 72, "crop_max": 112, "crop_margin": 75, "segment_pixels": 96 * 96 * 6}},
@@ -221,7 +224,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     """Run (or continue) training; returns the run folder. Bad input raises InputError before any compute."""
     dist = Dist.from_env()
     device = _setup(cfg, dist)
-    scenes = scan_renders(cfg.renders, MIN_FRAME_SIZE)
+    renders = locate(cfg.renders, ROOT, what="--renders",
+                     hint="lay out training renders as <folder>/<scene>__<method>/00000.png (preprocess.py)")
+    init = None if cfg.init in ("scratch", "released") or resume else locate(cfg.init, CHECKPOINTS_DIR, RUNS_DIR,
+                                                                              what="--init")
+    scenes = scan_renders(renders, MIN_FRAME_SIZE)
     if cfg.weights[4] > 0 and not fvvdp_available():
         raise InputError("pyfvvdp: not installed but the FovVideoVDP weight is > 0; `pip install pyfvvdp==1.2.2` "
                          "or pass --weights 1 0.5 0.2 0 0")
@@ -237,6 +244,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         raise InputError(f"{cfg.renders}: {len(scenes)} scene(s) × {cfg.scene_repeats} repeats = {per_epoch} pairs "
                          f"per epoch, fewer than --batch-size {cfg.batch_size}; raise --scene-repeats")
     run_dir = Path(resume) if resume else Path(cfg.runs_dir) / cfg.name
+    if dist.main:
+        # fail before any compute when results cannot go there (creates nothing)
+        check_creatable(run_dir, "--runs-dir or --name")
     amp = cfg.amp and device.type == "cuda"
 
     torch.manual_seed(cfg.seed)
@@ -245,7 +255,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     if cfg.init != "scratch" and not resume:
         from models.nvs_sqa.checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(None if cfg.init == "released" else cfg.init)
+        ckpt = load_checkpoint(init)
         model.encoder.load_state_dict(ckpt.model.state_dict())
         log.info("initialised the encoder from %s", ckpt.info["path"])
     model.to(device)

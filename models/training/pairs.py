@@ -58,7 +58,8 @@ def scan_renders(root: str | Path, min_size: int = 1) -> list[Scene]:
     """Validate ``root`` = ``renders/`` and index it. Errors name the offending folder and the fix."""
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"{root}: no such folder; lay out training renders as {root}/<scene>{SEP}<method>/00000.png")
+        what = "a file, not a folder" if root.exists() else "no such folder"
+        raise InputError(f"{root}: {what}; lay out training renders as {root}/<scene>{SEP}<method>/00000.png")
     groups: dict[str, dict[str, Path]] = defaultdict(dict)
     for d in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                     key=lambda p: natural_key(p.name)):

@@ -15,6 +15,7 @@ from PIL import Image
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import crossscore  # noqa: E402
+from consts import EXAMPLES_DIR  # noqa: E402
 
 SIZE = (42, 28)  # width, height: 3 x 2 patches
 
@@ -112,7 +113,15 @@ def test_bad_input_one_line_errors(data, model, tmp_path, capsys):
         (["predict", q, "--references", str(tmp_path / "missing")] + ck, "reference folder not found"),
         (["predict", str(only / "a0.png"), "--references", str(only)] + ck, "no reference image"),
         (["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--gt", str(tmp_path / "big.png")] + ck,
-         "must have one size"),
+         f"{tmp_path / 'big.png'}: ground truth is 50x30 but render {q} is 42x28 (width x height); a render and its "
+         "ground truth must have one size"),
+        # the sizes of the files, not of the images resized to --short-side 56 (93x56 and 84x56)
+        (["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--gt", str(tmp_path / "big.png"),
+          "--short-side", "56"] + ck, ": ground truth is 50x30 but render "),
+        (["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--checkpoint", "no-such-model", "--quiet"],
+         "error: --checkpoint no-such-model: not found (looked in: "),
+        (["demo-data", "--sources", str(EXAMPLES_DIR / "Giraffe+NeRF"), "--out", str(tmp_path / "big.png" / "d")],
+         f"{tmp_path / 'big.png' / 'd'}: {tmp_path / 'big.png'} is a file, not a folder"),
         (["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--checkpoint", str(tmp_path / "x.ckpt"),
           "--quiet"], "not a PyTorch checkpoint"),
     ]
@@ -127,3 +136,17 @@ def test_bad_input_one_line_errors(data, model, tmp_path, capsys):
         errors = err.strip().splitlines()  # the whole of stderr: one line, no traceback
         assert len(errors) == 1 and errors[0].startswith("error: ") and msg in errors[0], (msg, err)
     assert not (tmp_path / "o" / "scores.csv").exists()
+
+
+def test_checkpoint_by_name_under_runs(data, model, tmp_path, monkeypatch, capsys):
+    """The paths rule: --checkpoint NAME that is not a path here is looked up under checkpoints/, then runs/."""
+    from models.crossscore import options
+
+    monkeypatch.setattr(options, "RUNS_DIR", model.parent)
+    monkeypatch.chdir(tmp_path)
+    q = str(data / "scene" / "a" / "renders" / "noise" / "a0.png")
+    rc = crossscore.main(["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--checkpoint",
+                          f"{model.name}/model", "--out", "o", "--quiet"])
+    assert rc == 0
+    meta = json.loads((tmp_path / "o" / "scores.json").read_text())
+    assert meta["checkpoint"] == str(model / "model") and meta["config"]["checkpoint"] == str(model / "model")

@@ -65,20 +65,21 @@ def _keep_threads():
 
 
 @pytest.fixture()
-def run(world, tmp_path, monkeypatch, caplog):
-    """evaluate.main with runs/ and .cache/ in tmp; returns (exit code, run folder, error lines)."""
+def run(world, tmp_path, monkeypatch, capsys):
+    """evaluate.main with runs/ and .cache/ in tmp; returns (exit code, run folder, the stderr lines of errors
+    without their ``error: `` prefix)."""
     monkeypatch.setattr(consts, "RUNS_DIR", tmp_path / "runs")
     monkeypatch.setattr(consts, "CACHE_DIR", world["root"] / "cache")
 
     def go(*args, name="r", bank=True):
-        caplog.clear()
+        capsys.readouterr()
         # one thread: bit-identical results, and far faster than two when the CI machine is busy
         base = ["--labels", str(world["labels"]), "--name", name, "--quiet", "--device", "cpu", "--threads", "1"]
         if bank:
             base += ["--bank", str(world["bank"])]
-        with caplog.at_level(logging.ERROR, logger="evaluate"):
-            rc = evaluate.main(base + [str(a) for a in args])
-        return rc, tmp_path / "runs" / name, [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        rc = evaluate.main(base + [str(a) for a in args])
+        err = capsys.readouterr().err.splitlines()
+        return rc, tmp_path / "runs" / name, [ln.removeprefix("error: ") for ln in err if ln.startswith("error: ")]
 
     return go
 
@@ -159,8 +160,13 @@ def test_bad_inputs_one_line_errors(world, run, tmp_path):
     np.savez(bad, **{"Giraffe+NeRF": np.zeros(8, np.float32)})
     rc, _, err = run("--features", bad, bank=False)
     assert rc == 2 and err[0].startswith(f"{bad}: 1 key(s) are not benchmark keys")
-    rc, out, err = run("--checkpoint", tmp_path / "nockpt")
-    assert rc == 2 and "checkpoint folder not found" in err[0] and list(out.iterdir()) == []  # nothing written
+    rc, out, err = run("--checkpoint", tmp_path / "nockpt", name="c")  # refused first: no run folder at all
+    assert rc == 2 and err == [f"--checkpoint {tmp_path / 'nockpt'}: not found (looked in: {tmp_path / 'nockpt'}); "
+                               "check the name, or give the full path"] and not out.exists()
+    (tmp_path / "nockpt").mkdir()  # a folder, but not a checkpoint: the loader says so, and nothing is written
+    rc, out, err = run("--checkpoint", tmp_path / "nockpt", name="c")
+    # (the loader's own wording is tested in tests/nvs_sqa: here, one line naming the folder)
+    assert rc == 2 and len(err) == 1 and err[0].startswith(str(tmp_path / "nockpt")) and not out.exists()
 
 
 def _scores(folder):
@@ -220,3 +226,23 @@ def test_flags_are_the_config(world, run, capsys):
     assert _results(run("--checkpoint", world["ckpt"])[1])["computed"] == 0
     rc, out, _ = run("--checkpoint", world["ckpt"], "--no-cache")
     assert rc == 0 and _results(out)["computed"] == 8 and _results(out)["config"]["no_cache"] is True
+
+
+def test_degrade_frames_beyond_the_sequence_and_checkpoint_by_name(world, run, tmp_path, monkeypatch, caplog):
+    """--frames 5 on a 2-frame sequence: a warning naming it, and the 2 frames used recorded in degrade.json and
+    degrade.md; --checkpoint NAME finds runs/NAME (the paths rule), from any folder."""
+    import shutil
+
+    seq = world["bank"] / "da/s1/m0/frames"
+    shutil.copytree(world["ckpt_reg"], tmp_path / "runs" / "mine" / "latest")
+    monkeypatch.chdir(tmp_path / "runs" / "mine")  # "mine/latest" does not exist from here: runs/ is looked in
+    with caplog.at_level(logging.WARNING):
+        rc, out, err = run("--degrade", seq, "--checkpoint", "mine/latest", "--frames", "5", "--distortions", "blur",
+                           bank=False)
+    assert rc == 0 and err == []
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{seq}: has 2 frames, fewer than --frames 5; its clips use all 2"]
+    saved = json.loads((out / "degrade.json").read_text())
+    assert saved["frames_used"] == {"frames": 2} and saved["config"]["frames"] == 5
+    assert saved["config"]["checkpoint"] == str(tmp_path / "runs" / "mine" / "latest")
+    assert "6 clips of 2 frames, longer side 320 px" in (out / "degrade.md").read_text()

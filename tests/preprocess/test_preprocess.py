@@ -9,7 +9,6 @@ commands, layout, markers, skipping, resume after a kill, failures, the dry run 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -321,37 +320,45 @@ def test_plan_json_estimate(tmp_path, monkeypatch):
     planned = json.loads((tmp_path / "p.json").read_text())
     assert planned["estimate"][-1] == {"method": "total", "jobs": 115, "GPU hours": 80.5}
     assert {r["method"]: r["GPU hours"] for r in planned["estimate"]}["nerfacto-huge"] == 42.0  # 14 scenes x 3 h
-    assert len(planned["jobs"]) == 136 and len(planned["problems"]) == 3  # ns-train, ns-render, captures
+    assert len(planned["jobs"]) == 136 and len(planned["problems"]) == 2  # ns-train and ns-render, captures
+    assert planned["problems"][0].startswith("ns-train and ns-render not found: install nerfstudio")
 
 
-def test_error_missing_nerfstudio(ns, caplog, tmp_path):
+def refused(cfg: PreprocessConfig) -> str:
+    """The one-line error (InputError -> ``error: ...``, exit 2) of a run that must not start."""
+    with pytest.raises(InputError) as e:
+        run(cfg)
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_error_missing_nerfstudio(ns, tmp_path):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     ns.cfg.ns_bin = str(empty)
-    with caplog.at_level(logging.ERROR):
-        assert run(ns.cfg) == 2
-    assert "ns-train not found: install nerfstudio" in caplog.text and "--ns-bin" in caplog.text
+    assert refused(ns.cfg).startswith("ns-train and ns-render not found: install nerfstudio")
+    ns.cfg.scenes = ["poster", "kitchen"]  # two problems: one line, numbered
+    err = refused(ns.cfg)
+    assert err.startswith("2 problems stop the run: (1) ns-train and ns-render not found: ") and "--ns-bin" in err
+    assert " (2) " + f"{tmp_path}/datasets/nerfstudio/kitchen/transforms.json missing: run `ns-download-data" in err
     ns.cfg.ns_bin = str(tmp_path / "nope")
-    assert run(ns.cfg) == 2
-    assert "no such folder" in caplog.text
+    assert refused(ns.cfg) == (f"--ns-bin {tmp_path / 'nope'}: no such folder; point it at the bin/ of nerfstudio's "
+                               "environment")
     assert ns.calls() == []
 
 
-def test_error_missing_ffmpeg(ns, caplog, monkeypatch):
+def test_error_missing_ffmpeg(ns, monkeypatch):
     (ns.bin / "ffmpeg").unlink()
     monkeypatch.setenv("PATH", str(ns.tmp / "no-tools"))  # no system ffmpeg either
-    with caplog.at_level(logging.ERROR):
-        assert run(ns.cfg) == 2
-    assert "ffmpeg not found: ns-render refuses to start without it" in caplog.text
+    assert refused(ns.cfg).startswith("ffmpeg not found: ns-render refuses to start without it")
     assert ns.calls() == []
 
 
-def test_error_missing_capture_and_download(ns, caplog):
+def test_error_missing_capture_and_download(ns):
     ns.cfg.scenes = ["kitchen"]
-    with caplog.at_level(logging.ERROR):
-        assert run(ns.cfg) == 2
-    assert "nerfstudio/kitchen/transforms.json missing" in caplog.text
-    assert "ns-download-data nerfstudio --capture-name kitchen --save-dir" in caplog.text
+    err = refused(ns.cfg)
+    assert "nerfstudio/kitchen/transforms.json missing" in err
+    assert "ns-download-data nerfstudio --capture-name kitchen --save-dir" in err
     assert ns.calls() == []
     ns.cfg.download = True
     assert run(ns.cfg) == 0
@@ -360,33 +367,54 @@ def test_error_missing_capture_and_download(ns, caplog):
     assert (ns.renders / "kitchen__kplanes-20" / ".preprocess.json").is_file()
 
 
-def test_error_cuda_methods_without_cuda(ns, caplog, monkeypatch):
+def test_error_cuda_methods_without_cuda(ns, monkeypatch):
     monkeypatch.setenv("FAKE_NS_CUDA", "false")
     ns.cfg.methods = ["splatfacto", "instant-ngp", "nerfacto"]
-    with caplog.at_level(logging.ERROR):
-        assert run(ns.cfg) == 2
-    assert "instant-ngp, splatfacto need CUDA" in caplog.text and "--methods nerfacto" in caplog.text
+    err = refused(ns.cfg)
+    assert "instant-ngp, splatfacto need CUDA" in err and "--methods nerfacto" in err
     ns.cfg.device = "cuda"
-    assert run(ns.cfg) == 2
-    assert "--device cuda: nerfstudio's torch" in caplog.text
+    assert "--device cuda: nerfstudio's torch" in refused(ns.cfg)
     assert ns.calls() == []
     ns.cfg.device, ns.cfg.methods = "auto", ["nerfacto"]  # CPU-capable: runs, told to use the CPU
     assert run(ns.cfg) == 0
     assert ns.calls()[0][-3:] == ["--machine.device-type", "cpu", "nerfstudio-data"]
 
 
-def test_error_renders_not_writable(ns, caplog):
+def test_error_renders_not_writable(ns):
     (ns.tmp / "a-file").write_text("")
     ns.cfg.renders = str(ns.tmp / "a-file" / "renders")
-    with caplog.at_level(logging.ERROR):
-        assert run(ns.cfg) == 2
-    assert "a-file/renders: cannot write results here" in caplog.text and ns.calls() == []
+    assert refused(ns.cfg).startswith(f"{ns.tmp}/a-file/renders: cannot write results here") and ns.calls() == []
 
 
-def test_error_second_run_on_the_same_renders(ns, caplog):
-    with exclusive(ns.renders, "preprocess.py"), caplog.at_level(logging.ERROR):
-        assert run(ns.cfg) == 2
-    assert "another preprocess.py is running" in caplog.text
+def test_error_second_run_on_the_same_renders(ns):
+    with exclusive(ns.renders, "preprocess.py"):
+        assert "another preprocess.py is running" in refused(ns.cfg)
+
+
+def test_plan_json_that_cannot_be_written_is_refused_first(ns, capsys):
+    """--plan-json under a file, or a folder: one line before anything is planned; a place that refuses the file
+    only when written (/proc) is the same one line."""
+    (ns.tmp / "a-file").write_text("")
+    ns.cfg.dry_run = True
+    for path, why in ((ns.tmp / "a-file" / "p.json", f"{ns.tmp}/a-file is not a folder"), (ns.tmp, "is a folder")):
+        ns.cfg.plan_json = str(path)
+        assert refused(ns.cfg) == f"--plan-json {path}: cannot write this file ({why}); choose another path"
+        assert capsys.readouterr().out == ""  # refused before the plan
+    if os.access("/proc", os.W_OK):  # root: /proc looks writable, and refuses the file when it is written
+        ns.cfg.plan_json = "/proc/p.json"
+        assert refused(ns.cfg).startswith("--plan-json /proc/p.json: cannot write this file (")
+
+
+def test_unknown_scene_is_refused_unless_its_capture_exists(tmp_path, capsys):
+    from consts import TRAIN_SCENES
+
+    with pytest.raises(SystemExit) as e:
+        preprocess.parse_args(["--scenes", "poster,nosuch", "--datasets", str(tmp_path)])
+    assert e.value.code == 2 and capsys.readouterr().err.split(": error: ", 1)[1] == (  # after the program name
+        f"--scenes: unknown scene(s) nosuch (not a training scene, and no custom capture "
+        f"{tmp_path}/nerfstudio/nosuch/); known scenes: {', '.join(TRAIN_SCENES)} (see --help)\n")
+    (tmp_path / "nerfstudio" / "nosuch").mkdir(parents=True)  # a custom capture: accepted
+    assert preprocess.parse_args(["--scenes", "nosuch", "--datasets", str(tmp_path)]).scenes == ["nosuch"]
 
 
 def test_unknown_method_is_a_usage_error(capsys):

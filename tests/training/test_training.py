@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+import consts
 from models.errors import InputError
 from models.results import write_json
 from models.training.loop import TrainConfig, epoch_batches, make_config, train
@@ -204,15 +206,43 @@ def test_resume_refuses_changed_settings(tmp_path, renders):
     assert e.value.code == 2
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path, renders, caplog):
+def test_bad_inputs_are_one_line_errors(tmp_path, renders, monkeypatch):
     import train as train_script
 
-    assert train_script.run(tiny(tmp_path, tmp_path / "missing")) == 2
-    assert "missing: no such folder" in caplog.text
-    assert train_script.run(tiny(tmp_path, renders, batch_size=16)) == 2
-    assert "fewer than --batch-size 16" in caplog.text
-    assert train_script.run(tiny(tmp_path, renders, pairs={**TINY_PAIRS, "crop_min": 40})) == 2
-    assert "--crop-min 40" in caplog.text
+    monkeypatch.chdir(tmp_path)
+    looked = f"looked in: {tmp_path / 'missing'}, {consts.ROOT / 'missing'}"  # here, then the repository's folder
+    with pytest.raises(InputError, match=f"^--renders missing: not found \\({re.escape(looked)}\\); lay out"):
+        train_script.run(tiny(tmp_path, "missing"))
+    with pytest.raises(InputError, match="fewer than --batch-size 16"):
+        train_script.run(tiny(tmp_path, renders, batch_size=16))
+    with pytest.raises(InputError, match="--crop-min 40"):
+        train_script.run(tiny(tmp_path, renders, pairs={**TINY_PAIRS, "crop_min": 40}))
+    with pytest.raises(InputError, match=f"^{tmp_path}/file/run: {tmp_path}/file is a file, not a folder"):
+        (tmp_path / "file").write_text("")
+        train_script.run(tiny(tmp_path / "file", renders))  # --runs-dir under a file: refused before training
+    with pytest.raises(InputError, match=f"^--init nope: not found \\(looked in: {tmp_path}/nope, "):
+        train_script.run(tiny(tmp_path, renders, init="nope"))
+
+
+def test_resume_by_name_finds_runs_name(tmp_path, renders, monkeypatch, capsys):
+    """The paths rule: --resume NAME is runs/NAME when NAME is not a folder here; else one line naming both."""
+    import train as train_script
+
+    monkeypatch.setattr(train_script, "RUNS_DIR", tmp_path / "runs")
+    write_json(tmp_path / "runs" / "mine" / "config.json", {"config": tiny(tmp_path, renders, name="mine").to_dict()})
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    cfg, resume = train_script.parse_args(["--resume", "mine", "--epochs", "3"])
+    assert resume == str(tmp_path / "runs" / "mine") and (cfg.name, cfg.epochs) == ("mine", 3)
+    with pytest.raises(SystemExit):
+        train_script.parse_args(["--resume", "other"])
+    assert capsys.readouterr().err == (f"error: --resume other: not found (looked in: {tmp_path}/here/other, "
+                                       f"{tmp_path}/runs/other); give a run folder or the name of one under runs/\n")
+    (tmp_path / "here" / "mine").mkdir()  # a folder of that name here wins (as typed, relative to the current folder)
+    with pytest.raises(SystemExit):
+        train_script.parse_args(["--resume", "mine"])  # ... and it is not a run
+    assert capsys.readouterr().err == ("error: mine/config.json: cannot read the run's config (FileNotFoundError); "
+                                       "is mine a run of train.py?\n")
 
 
 @pytest.mark.parametrize("argv", [

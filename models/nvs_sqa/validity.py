@@ -1,0 +1,128 @@
+"""Where the released model's scores can be trusted: the measured limits, and the checks that apply them.
+
+The limits are versioned parameters (``validity_v1.json`` beside this file, written by
+``python -m models.nvs_sqa.validity_bench --write-limits``, i.e. ``make validity``); the measurements behind them
+are in ``benchmarks/validity.{json,md}`` and docs/scoring.md. A score outside them is still reported, with a
+warning that names what is outside and the validated range; nothing is silently dropped or clipped.
+
+Frame statistics are gathered while the frames stream through the scorer (:class:`FrameStats`), on a subsample,
+so the checks cost well under a millisecond a frame:
+
+- dark fraction: share of pixels whose brightest channel is at most ``DARK_LEVEL`` (holes in a render);
+- noise: Immerkær's (1996) estimate of the standard deviation of white noise (0–255 scale), on the central crop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+LIMITS_FILE = Path(__file__).with_name("validity_v1.json")
+DARK_LEVEL = 8  # 0–255: a pixel this dark in every channel counts as a hole
+NOISE_CROP = 256  # px: side of the central crop the noise estimate reads
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The validated range of the released model (see the module docstring for where each number comes from)."""
+
+    version: str = "v1"
+    min_frames: int = 6  # shorter sequences: the score is unstable (up to +3.9 JOD at 2–4 frames)
+    max_frames: int = 360  # single pass up to here; longer sequences are scored in windows
+    window: int = 120  # frames per window for longer sequences (the examples' length)
+    stride: int = 60  # frames between window starts
+    min_side: int = 576  # px, shorter frame side; lower resolutions score higher (+1.2 JOD at 192 px)
+    max_side: int = 1152  # px
+    score_min: float = -16.24  # range of the 240 benchmark labels (offset JOD)
+    score_max: float = 1.38
+    max_dark_fraction: float = 0.25  # mean share of hole pixels
+    max_noise_sigma: float = 8.0  # estimated noise sigma, 0–255
+    tolerance_jod: float = 0.15  # the stability criterion the limits were chosen by
+    measured_by: str = "python -m models.nvs_sqa.validity_bench --write-limits (make validity)"
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path = LIMITS_FILE) -> Limits:
+        """The committed limits (the class defaults when the file is absent)."""
+        if not path.is_file():
+            return cls()
+        d = json.loads(path.read_text())
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def noise_sigma(gray: np.ndarray) -> float:
+    """Immerkær's fast noise estimate: sigma of additive white noise in a (H, W) image (same scale as the input)."""
+    g = gray.astype(np.float32)
+    h, w = g.shape
+    if h < 3 or w < 3:
+        return 0.0
+    # 3x3 "difference of Laplacians" kernel, valid part, as a sum of shifted views (no scipy call per frame)
+    acc = np.zeros((h - 2, w - 2), dtype=np.float32)
+    for dy in range(3):
+        for dx in range(3):
+            acc += _IMMERKAER[dy, dx] * g[dy:dy + h - 2, dx:dx + w - 2]
+    return float(math.sqrt(math.pi / 2) * np.abs(acc).sum() / (6 * (w - 2) * (h - 2)))
+
+
+@dataclass
+class FrameStats:
+    """Running statistics of a sequence's frames (uint8 HWC), gathered as they stream past."""
+
+    n: int = 0
+    dark: float = 0.0  # sum of per-frame dark fractions
+    noise: list[float] = field(default_factory=list)
+
+    def update(self, frame: np.ndarray) -> None:
+        sub = frame[::4, ::4]
+        self.dark += float((sub.max(axis=2) <= DARK_LEVEL).mean())
+        h, w = frame.shape[:2]
+        c = min(NOISE_CROP, h, w)
+        y0, x0 = (h - c) // 2, (w - c) // 2
+        crop = frame[y0:y0 + c, x0:x0 + c].astype(np.float32)
+        self.noise.append(noise_sigma(crop @ np.array([0.299, 0.587, 0.114], dtype=np.float32)))
+        self.n += 1
+
+    def watch(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Pass ``frames`` through unchanged, updating the statistics."""
+        for f in frames:
+            self.update(f)
+            yield f
+
+    @property
+    def dark_fraction(self) -> float:
+        return self.dark / self.n if self.n else 0.0
+
+    @property
+    def noise_sigma(self) -> float:
+        return float(np.median(self.noise)) if self.noise else 0.0
+
+
+def check(n_frames: int, width: int, height: int, score: float | None, stats: FrameStats | None = None,
+          limits: Limits | None = None) -> list[str]:
+    """The reasons a score is outside the validated range (empty: inside). Each reason names what is outside
+    and the validated range. Length beyond ``max_frames`` is not a reason when the sequence was windowed."""
+    lim = limits or Limits.load()
+    out = []
+    if n_frames < lim.min_frames:
+        out.append(f"{n_frames} frames < {lim.min_frames} (validated: {lim.min_frames}+ frames)")
+    side = min(width, height)
+    if not lim.min_side <= side <= lim.max_side:
+        out.append(f"shorter side {side} px outside the validated {lim.min_side}-{lim.max_side} px")
+    if score is not None and not lim.score_min <= score <= lim.score_max:
+        out.append(f"score {score:.2f} outside the benchmark labels' range {lim.score_min:.2f}..{lim.score_max:.2f}")
+    if stats is not None and stats.n:
+        if stats.dark_fraction > lim.max_dark_fraction:
+            out.append(f"{stats.dark_fraction:.0%} of the pixels are black holes (validated: up to "
+                       f"{lim.max_dark_fraction:.0%})")
+        if stats.noise_sigma > lim.max_noise_sigma:
+            out.append(f"estimated noise sigma {stats.noise_sigma:.1f} > {lim.max_noise_sigma:g} (0-255 scale)")
+    return out

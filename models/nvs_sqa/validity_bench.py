@@ -1,0 +1,287 @@
+"""Measure where the released model's scores stop being stable, and derive the limits of validity.py.
+
+    python -m models.nvs_sqa.validity_bench                 # (make validity) -> benchmarks/validity.{json,md},
+                                                            #    docs/validity.png
+    python -m models.nvs_sqa.validity_bench --write-limits  # ... and models/nvs_sqa/validity_v1.json
+
+On the two example sequences (960x768, 120 frames), released weights, CPU:
+- length: per-frame features repeated back and forth along the path (a camera going to and fro) to 1..2000
+  frames; the temporal model scores each length;
+- resolution: frames resized (bicubic) to 0.25..1.5x, scored at their native 120 frames;
+- windows: how often the windowed score keeps the single-pass ranking of the two examples, on sub-paths;
+- noise / dark holes: Gaussian noise (sigma 0..64, 0-255 scale) or black discs covering 0..70 % of 24 evenly
+  spaced frames.
+Each limit is the widest range around the native condition where every score stays within ``--tolerance`` JOD
+of the native score (noise and holes: where the score does not *rise* by more than that; a real degradation may
+lower it). Results depend only on the weights and the frames: seeded, deterministic on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from consts import CACHE_DIR, EXAMPLES_DIR, ROOT
+from models.frames import open_array, open_frame_folder
+from models.nvs_sqa.network import MIN_FRAME_SIZE
+from models.nvs_sqa.scorer import NVSSQA
+from models.nvs_sqa.validity import LIMITS_FILE, FrameStats, Limits
+from models.results import atomic_write_bytes, atomic_write_json, stamp, table
+
+log = logging.getLogger(__name__)
+LENGTHS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 90, 120, 180, 240, 300, 360, 420, 480, 600, 800, 900, 1000,
+           1100, 1200, 1500, 2000)
+SCALES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+NOISE = (0, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+DARK = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+WINDOWS = (30, 60, 120, 240)
+
+
+def pingpong(n_src: int, n: int) -> np.ndarray:
+    """Indices 0,1,..,n_src-1,n_src-2,..,0,1,.. of length ``n``: a camera path travelled to and fro."""
+    if n_src == 1:
+        return np.zeros(n, dtype=int)
+    period = np.r_[np.arange(n_src), np.arange(n_src - 2, 0, -1)]
+    return np.resize(period, n)
+
+
+def _frames(seq: str) -> np.ndarray:
+    s = open_frame_folder(EXAMPLES_DIR / seq, MIN_FRAME_SIZE)
+    return np.stack(list(s))
+
+
+def _resize(frames: np.ndarray, scale: float) -> np.ndarray:
+    from PIL import Image
+
+    if scale == 1.0:
+        return frames
+    h, w = frames.shape[1:3]
+    size = (round(w * scale), round(h * scale))
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BICUBIC)) for f in frames])
+
+
+def _score(model: NVSSQA, feats: torch.Tensor) -> float:
+    return float(model.predict(model.aggregate(feats))[0])
+
+
+def _holes(h: int, w: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """A fixed mask of black discs covering ``fraction`` of an (h, w) frame (seeded)."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((h, w), dtype=bool)
+    yy, xx = np.mgrid[:h, :w]
+    while mask.mean() < fraction:
+        cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(min(h, w) // 20, min(h, w) // 6)
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    return mask
+
+
+def measure(model: NVSSQA, seqs: list[str], cache: Path, batch: int = 2) -> dict:
+    """All measurements (see the module docstring) as plain lists."""
+    out: dict = {"sequences": seqs, "lengths": list(LENGTHS), "scales": list(SCALES), "noise": list(NOISE),
+                 "dark": list(DARK), "windows": list(WINDOWS)}
+    sha = model.info.get("checkpoint_sha256", "x")[:12]
+    for seq in seqs:
+        frames = _frames(seq)
+        r: dict = {"n_frames": len(frames), "width": frames.shape[2], "height": frames.shape[1]}
+        feats = {}
+        for scale in SCALES:
+            f = cache / f"{sha}-{seq}-{scale}.npy"
+            if not f.is_file():
+                arr = _resize(frames, scale)
+                ff = model.frame_features(open_array(arr, MIN_FRAME_SIZE), batch, progress=True)
+                cache.mkdir(parents=True, exist_ok=True)
+                np.save(f, ff.numpy())
+            feats[scale] = torch.from_numpy(np.load(f))
+        r["resolution"] = [{"scale": s, "width": round(frames.shape[2] * s), "height": round(frames.shape[1] * s),
+                            "score": _score(model, feats[s])} for s in SCALES]
+        native = feats[1.0]
+        r["length"] = [{"frames": n, "score": _score(model, native[pingpong(len(native), n)])} for n in LENGTHS]
+        # windows on the native path repeated to 1200 frames (the issue's example of a long render)
+        long = native[pingpong(len(native), 1200)]
+        r["windowed_1200"] = {w: float(np.mean(model.window_scores(long, w, w // 2)[2])) for w in WINDOWS}
+        # noise and holes on 24 evenly spaced frames (fewer frames: the comparison is against the same 24, clean)
+        idx = np.linspace(0, len(frames) - 1, 24).round().astype(int)
+        sub = frames[idx]
+        rng = np.random.default_rng(0)
+        noise_rows = []
+        for sigma in NOISE:
+            noisy = np.clip(np.rint(sub + rng.normal(0, sigma, sub.shape)), 0, 255).astype(np.uint8) if sigma \
+                else sub
+            st = FrameStats()
+            ff = model.frame_features(open_array(np.stack(list(st.watch(noisy))), MIN_FRAME_SIZE), batch)
+            noise_rows.append({"sigma": sigma, "estimated_sigma": st.noise_sigma, "score": _score(model, ff)})
+        r["noise"] = noise_rows
+        dark_rows = []
+        for frac in DARK:
+            holed = sub.copy()
+            if frac:
+                holed[:, _holes(*sub.shape[1:3], frac)] = 0
+            st = FrameStats()
+            ff = model.frame_features(open_array(np.stack(list(st.watch(holed))), MIN_FRAME_SIZE), batch)
+            dark_rows.append({"fraction": frac, "measured_fraction": st.dark_fraction, "score": _score(model, ff)})
+        r["dark"] = dark_rows
+        out[seq] = r
+    out["ranking"] = ranking_agreement(model, [torch.from_numpy(np.load(cache / f"{sha}-{s}-1.0.npy")) for s in seqs])
+    return out
+
+
+def ranking_agreement(model: NVSSQA, feats: list[torch.Tensor], trials: int = 200, seed: int = 0) -> dict:
+    """Share of random sub-paths (same frames of both sequences, 130–360 frames of the to-and-fro path) whose
+    windowed ranking of the two sequences equals their single-pass ranking, per window length (stride w/2)."""
+    rng = np.random.default_rng(seed)
+    long = [f[pingpong(len(f), 2000)] for f in feats]
+    agree = {w: 0 for w in WINDOWS}
+    for _ in range(trials):
+        n = int(rng.integers(130, 361))
+        s = int(rng.integers(0, 2000 - n))
+        single = [_score(model, f[s:s + n]) for f in long]
+        for w in WINDOWS:
+            win = [float(np.mean(model.window_scores(f[s:s + n], w, w // 2)[2])) for f in long]
+            agree[w] += (single[0] > single[1]) == (win[0] > win[1])
+    return {str(w): agree[w] / trials for w in WINDOWS} | {"trials": trials}
+
+
+def _within(rows: list[dict], key: str, ref: float, tol: float) -> list:
+    return [r[key] for r in rows if abs(r["score"] - ref) <= tol]
+
+
+def rise_limit(rows: list[dict], key: str, tol: float) -> float:
+    """The statistic ``key`` at which the score first rises ``tol`` above the clean score (row 0), linearly
+    interpolated between the two levels around the crossing; the last level if it never does."""
+    clean = rows[0]["score"]
+    for prev, x in zip(rows, rows[1:], strict=False):
+        if x["score"] > clean + tol:
+            frac = (clean + tol - prev["score"]) / (x["score"] - prev["score"])
+            return prev[key] + max(0.0, min(1.0, frac)) * (x[key] - prev[key])
+    return rows[-1][key]
+
+
+def derive_limits(m: dict, tol: float) -> Limits:
+    """Limits from the measurements: the contiguous stable range around the native condition, on every sequence."""
+    seqs = m["sequences"]
+    lo_len, hi_len, lo_side, hi_side, noise_lim, dark_lim = [], [], [], [], [], []
+    for s in seqs:
+        r = m[s]
+        ref = next(x["score"] for x in r["length"] if x["frames"] == r["n_frames"])
+        ok = [abs(x["score"] - ref) <= tol for x in r["length"]]
+        i0 = [x["frames"] for x in r["length"]].index(r["n_frames"])
+        a, b = i0, i0
+        while a > 0 and ok[a - 1]:
+            a -= 1
+        while b + 1 < len(ok) and ok[b + 1]:
+            b += 1
+        lo_len.append(r["length"][a]["frames"])
+        hi_len.append(r["length"][b]["frames"])
+        res = r["resolution"]
+        ref_r = next(x["score"] for x in res if x["scale"] == 1.0)
+        ok = [abs(x["score"] - ref_r) <= tol for x in res]
+        i0 = [x["scale"] for x in res].index(1.0)
+        a, b = i0, i0
+        while a > 0 and ok[a - 1]:
+            a -= 1
+        while b + 1 < len(ok) and ok[b + 1]:
+            b += 1
+        lo_side.append(min(res[a]["width"], res[a]["height"]))
+        hi_side.append(min(res[b]["width"], res[b]["height"]))
+        for rows, key, sink in ((r["noise"], "estimated_sigma", noise_lim), (r["dark"], "measured_fraction", dark_lim)):
+            sink.append(rise_limit(rows, key, tol))
+    window = max((w for w in WINDOWS if w <= min(hi_len)), default=min(hi_len))
+    return replace(Limits(), min_frames=max(lo_len), max_frames=min(hi_len), window=window, stride=window // 2,
+                   min_side=max(lo_side), max_side=min(hi_side), max_noise_sigma=round(min(noise_lim), 1),
+                   max_dark_fraction=round(min(dark_lim), 3), tolerance_jod=tol)
+
+
+def figure(m: dict, lim: Limits) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
+    for s in m["sequences"]:
+        r = m[s]
+        ax[0, 0].plot([x["frames"] for x in r["length"]], [x["score"] for x in r["length"]], "o-", ms=3, label=s)
+        ax[0, 1].plot([min(x["width"], x["height"]) for x in r["resolution"]], [x["score"] for x in r["resolution"]],
+                      "o-", label=s)
+        ax[1, 0].plot([x["estimated_sigma"] for x in r["noise"]], [x["score"] for x in r["noise"]], "o-", label=s)
+        ax[1, 1].plot([100 * x["measured_fraction"] for x in r["dark"]], [x["score"] for x in r["dark"]], "o-", label=s)
+    ax[0, 0].set(xscale="log", xlabel="frames (one pass)", ylabel="JOD", title="score vs sequence length")
+    ax[0, 0].axvspan(lim.min_frames, lim.max_frames, color="g", alpha=0.1, label="validated")
+    ax[0, 1].set(xlabel="shorter side (px)", ylabel="JOD", title="score vs resolution (120 frames)")
+    ax[0, 1].axvspan(lim.min_side, lim.max_side, color="g", alpha=0.1, label="validated")
+    ax[1, 0].set(xlabel="estimated noise sigma (0-255)", ylabel="JOD", title="score vs added Gaussian noise (24 fr.)")
+    ax[1, 0].axvspan(0, lim.max_noise_sigma, color="g", alpha=0.1, label="validated")
+    ax[1, 1].set(xlabel="black-hole pixels (%)", ylabel="JOD", title="score vs black holes (24 frames)")
+    ax[1, 1].axvspan(0, 100 * lim.max_dark_fraction, color="g", alpha=0.1, label="validated")
+    for a in ax.flat:
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    fig.suptitle(f"NVS-SQA released v0.0.1: where scores are stable (tolerance {lim.tolerance_jod} JOD)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def report(m: dict, lim: Limits) -> str:
+    seqs = m["sequences"]
+    rows = [{"frames": n, **{s: m[s]["length"][i]["score"] for s in seqs}} for i, n in enumerate(m["lengths"])]
+    res = [{"scale": sc, "size": f"{m[seqs[0]]['resolution'][i]['width']}x{m[seqs[0]]['resolution'][i]['height']}",
+            **{s: m[s]["resolution"][i]["score"] for s in seqs}} for i, sc in enumerate(m["scales"])]
+    noise = [{"sigma": m[seqs[0]]["noise"][i]["sigma"],
+              **{f"{s} est.": m[s]["noise"][i]["estimated_sigma"] for s in seqs},
+              **{s: m[s]["noise"][i]["score"] for s in seqs}} for i in range(len(m["noise"]))]
+    dark = [{"holes": m[seqs[0]]["dark"][i]["fraction"],
+             **{f"{s} measured": m[s]["dark"][i]["measured_fraction"] for s in seqs},
+             **{s: m[s]["dark"][i]["score"] for s in seqs}} for i in range(len(m["dark"]))]
+    win = [{"window": w, "stride": w // 2, "ranking kept": m["ranking"][str(w)],
+            **{f"{s} @1200": m[s]["windowed_1200"][w] for s in seqs}} for w in m["windows"]]
+    fmt = "github"
+    return "\n\n".join([
+        "# Validity of NVS-SQA scores (released v0.0.1)\n\nMade by `python -m models.nvs_sqa.validity_bench` "
+        "(`make validity`); figure: docs/validity.png.",
+        "## Limits\n\n" + table([lim.to_dict()], [k for k in lim.to_dict() if k not in ("notes", "measured_by")],
+                                floatfmt="g", fmt=fmt),
+        "## Score vs length (one pass; features repeated to and fro along the path)\n\n" + table(rows, list(rows[0]),
+                                                                                               fmt=fmt),
+        "## Score vs resolution (120 frames)\n\n" + table(res, list(res[0]), fmt=fmt),
+        "## Windowed scoring: ranking of the two examples kept on random 130–360-frame sub-paths; mean window "
+        "score at 1200 frames\n\n" + table(win, list(win[0]), fmt=fmt),
+        "## Gaussian noise (24 frames)\n\n" + table(noise, list(noise[0]), fmt=fmt),
+        "## Black holes (24 frames)\n\n" + table(dark, list(dark[0]), fmt=fmt),
+    ]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tolerance", type=float, default=0.15, help="JOD a stable score may move (default 0.15)")
+    p.add_argument("--write-limits", action="store_true", help=f"also write {LIMITS_FILE.name}")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    model = NVSSQA.from_checkpoint(None, "cpu")
+    seqs = sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir())
+    m = measure(model, seqs, CACHE_DIR / "validity")
+    lim = derive_limits(m, a.tolerance)
+    out = ROOT / "benchmarks"
+    atomic_write_json(out / "validity.json", {**stamp(model=model.info), "limits": lim.to_dict(), "measurements": m})
+    atomic_write_bytes(out / "validity.md", report(m, lim).encode())
+    atomic_write_bytes(ROOT / "docs" / "validity.png", figure(m, lim))
+    if a.write_limits:
+        atomic_write_json(LIMITS_FILE, lim.to_dict())
+    print(report(m, lim))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
