@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint bench validity clean
+.PHONY: help setup demo test test-fast lint bench gpu-check validity clean
 
 ## help: this list (the default goal: `make` alone installs and runs nothing)
 help:
@@ -48,6 +48,11 @@ validity: setup
 bench: setup
 	$(PY) -m models.nvs_sqa.bench
 
+## gpu-check: on CUDA: scorer parity + ms/frame, train fp32/AMP (+DDP), CrossScore fp16 -> benchmarks/gpu.{json,md}
+# Without CUDA it prints one line and writes nothing (docs/performance.md, "GPU check").
+gpu-check: setup
+	$(PY) -m benchmarks.gpu_check
+
 ## clean: remove the venv, caches, checkpoints/ and runs/ (everything `make setup` and the runs made)
 clean:
 	rm -rf $(VENV) .cache checkpoints runs .pytest_cache .ruff_cache
@@ -75,7 +80,7 @@ preprocess-plan: $(STAMP)
 
 ## preprocess-check: parse every planned command with a real nerfstudio (NS_BIN=its bin/), runs no training
 preprocess-check: $(STAMP)
-	$(PY) preprocess.py --check-cli --ns-bin $(NS_BIN) --device cuda --include-skipped --download \
+	$(PY) preprocess.py --check-cli --ns-bin $(NS_BIN) --device cuda --download \
 		--plan-json benchmarks/preprocess_cli_check.json
 
 .PHONY: preprocess-plan preprocess-check
@@ -96,7 +101,7 @@ train-demo: setup demo-renders
 	$(PY) app.py --checkpoint $(DEMO_RUN)/latest --features-only --out $(DEMO_RUN)/scored examples/
 	$(PY) evaluate.py --degrade --threads 1 --checkpoint $(DEMO_RUN)/latest --name train-demo-degrade
 
-## bench-train: training throughput + step-time split (smoke and paper presets) -> benchmarks/train-cpu.{json,md}
+## bench-train: training throughput + step-time split (cpu-smoke and full presets) -> benchmarks/train-cpu.{json,md}
 bench-train: setup demo-renders
 	$(PY) -m models.training.bench --renders renders
 

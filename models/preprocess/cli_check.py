@@ -40,7 +40,8 @@ def parse(argv):
         return {"config": str(cfg.get_base_dir() / "config.yml"), "method": cfg.method_name,
                 "model": type(m).__name__, "dataparser": type(dm.dataparser).__name__, "data": str(cfg.data),
                 "near_plane": getattr(m, "near_plane", None), "far_plane": getattr(m, "far_plane", None),
-                "images_on_gpu": dm.images_on_gpu, "device_type": cfg.machine.device_type,
+                "images_on_gpu": dm.images_on_gpu, "cache_images": getattr(dm, "cache_images", None),
+                "device_type": cfg.machine.device_type,
                 "quit": cfg.viewer.quit_on_train_completion, "max_iters": cfg.max_num_iterations}
     if tool == "ns-render":
         return {"command": type(cfg).__name__, "load_config": str(cfg.load_config),
@@ -88,10 +89,13 @@ def expected(job: Job, step: str, layout: Layout) -> dict[str, Any]:
                            "data": str(layout.capture(scene)), "dataparser": "NerfstudioDataParserConfig",
                            "quit": True, "device_type": info["device"],
                            "images_on_gpu": info["device"] == "cuda"}  # fmt: skip
-    args = NS_METHODS[method].args
-    for flag, key in (("--pipeline.model.near-plane", "near_plane"), ("--pipeline.model.far-plane", "far_plane")):
+    m = NS_METHODS[method]
+    args = (*m.args, *(m.cuda_args if info["device"] == "cuda" else ()))
+    for flag, key, cast in (("--pipeline.model.near-plane", "near_plane", float),
+                            ("--pipeline.model.far-plane", "far_plane", float),
+                            ("--pipeline.datamanager.cache-images", "cache_images", str)):  # fmt: skip
         if flag in args:
-            exp[key] = float(args[args.index(flag) + 1])
+            exp[key] = cast(args[args.index(flag) + 1])
     return exp
 
 

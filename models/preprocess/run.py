@@ -47,7 +47,8 @@ class PreprocessConfig:
                       choices=("auto", "cuda", "cpu"))
     max_iters: int = opt(0, "ns-train --max-num-iterations (default: the method's)", min=0)
     download: bool = opt(False, "run ns-download-data for missing captures first")
-    include_skipped: bool = opt(False, "also render the pairs upstream skipped (consts.SKIPPED_PAIRS)")
+    include_skipped: bool = opt(False, "deprecated, no effect: every scene x method pair is planned (upstream's "
+                                "skipped pairs are history, docs/preprocess.md)")
     force: bool = opt(False, "redo finished jobs as well")
     dry_run: bool = opt(False, "print the plan (every command) and run nothing")
     check_cli: bool = opt(False, "parse every planned command with your nerfstudio's own CLI (no training) and report")
@@ -79,6 +80,8 @@ def check_output_file(path: Path, flag: str) -> None:
 
 def run(cfg: PreprocessConfig) -> int:
     """Plan, check and run the jobs of ``cfg``; returns the process exit code."""
+    if cfg.include_skipped:
+        log.warning("--include-skipped is deprecated and has no effect: every scene x method pair is planned")
     ns_bin = Path(cfg.ns_bin).expanduser() if cfg.ns_bin else None
     layout = Layout(Path(cfg.datasets), Path(cfg.outputs), Path(cfg.renders))
     if ns_bin is not None and not ns_bin.is_dir():
@@ -87,8 +90,7 @@ def run(cfg: PreprocessConfig) -> int:
         check_output_file(Path(cfg.plan_json), "--plan-json")
     env = probe(ns_bin)
     device = nerfstudio_device(cfg.device, env)
-    jobs = plan(cfg.scenes, cfg.methods, layout, env, device, cfg.max_iters or None, cfg.download,
-                cfg.include_skipped)  # fmt: skip
+    jobs = plan(cfg.scenes, cfg.methods, layout, env, device, cfg.max_iters or None, cfg.download)
     probs = problems(jobs, layout, env, device, cfg.download, cfg.force)
     if cfg.check_cli:
         return check(cfg, jobs, layout, env)

@@ -155,7 +155,7 @@ class BenchConfig:
 
     renders: str = opt("renders", "renders/ folder (make demo-renders lays out the examples)")
     smoke_steps: int = opt(9, "steps of the cpu-smoke preset (the first is warm-up)", min=2)
-    paper_steps: int = opt(3, "steps of the paper preset, batch 2 (the first is warm-up)", min=2)
+    paper_steps: int = opt(3, "steps of the full preset (formerly paper), batch 2 (the first is warm-up)", min=2)
     skip_paper: bool = opt(False, "smoke preset only")
     out: str = opt(str(OUT), "output folder")
 
@@ -168,8 +168,8 @@ def run(a: BenchConfig) -> int:
     res["targets"] = [bench_targets("cpu-smoke", a.renders, 6)]
     res["training"] = [bench_training("cpu-smoke", a.renders, a.smoke_steps)]
     if not a.skip_paper:
-        res["targets"].append(bench_targets("paper", a.renders, 3))
-        res["training"].append(bench_training("paper", a.renders, a.paper_steps, batch_size=2, scene_repeats=2))
+        res["targets"].append(bench_targets("full", a.renders, 3))
+        res["training"].append(bench_training("full", a.renders, a.paper_steps, batch_size=2, scene_repeats=2))
     res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     out = Path(a.out)
     write_json(out / "train-cpu.json", stamp(**res))

@@ -2,7 +2,8 @@
 
 Both sequences of a pair go through the encoder (models.nvs_sqa.SequenceModel) -> 384-d each -> five projector
 heads (Linear 384→384, BatchNorm1d, ReLU, Linear 384→384). Head k: loss_k = L1(cos(z1_k, z2_k), target_k),
-total = Σ w_k · loss_k. Adam (amsgrad) lr 1e-3; AMP on CUDA; optional gradient checkpointing of the encoder;
+total = Σ w_k · loss_k. Adam (amsgrad) lr 1e-3; AMP on CUDA (not under ``--recipe upstream``: fp32 as the
+authors); optional gradient checkpointing of the encoder;
 DDP under ``torchrun`` (NCCL on GPUs, gloo on CPU). Seeded: the same config and seed give the same weights
 bit for bit on CPU, with or without an interruption and ``--resume`` (see models.training.pairs for the data side).
 """
@@ -30,7 +31,15 @@ from models.errors import InputError
 from models.nvs_sqa import MIN_FRAME_SIZE, ModelConfig, SequenceModel
 from models.results import check_creatable
 from models.runtime import DEVICES, locate, resolve_device
-from models.training.pairs import VAL_STREAM, PairConfig, PairDataset, collate_pairs, scan_renders, worker_init
+from models.training.pairs import (
+    VAL_STREAM,
+    PairConfig,
+    PairDataset,
+    collate_pairs,
+    epoch_order,
+    scan_renders,
+    worker_init,
+)
 from models.training.run_folder import (
     MetricsLog,
     load_latest,
@@ -41,19 +50,24 @@ from models.training.run_folder import (
     validation_correlations,
     write_encoder,
 )
-from models.training.targets import TARGETS, fvvdp_available
+from models.training.targets import RECIPES, TARGETS, fvvdp_available, get_recipe
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run (all flags of train.py); defaults are the published recipe (``paper``)."""
+    """Every setting of a training run (all flags of train.py); defaults are the full-size run (preset ``full``)
+    with the authors' code's behaviour (``--recipe upstream``)."""
 
     name: str = opt("", "run folder name under --runs-dir (default: <preset>-seed<seed>)")
     renders: str = opt("renders", "folder of <scene>__<method>/ frame folders: a path, else a folder of the "
                        "repository (renders = the renders/ preprocess.py writes, from any folder)")
-    preset: str = opt("paper", "the preset these settings started from", flag=False)  # set by PRESETS
+    preset: str = opt("full", "the preset these settings started from", flag=False)  # set by PRESETS
+    recipe: str = opt("upstream", "behaviour: upstream = what the authors' training code does (all-or-nothing "
+                      "replacement, one crop per batch, their noise and targets, fp32, per-frame-index encoder "
+                      "batches); paper = the paper's description (docs/training.md lists every difference)",
+                      choices=tuple(RECIPES))
     epochs: int = opt(100, "epochs", min=1)
     scene_repeats: int = opt(2, "pairs per scene per epoch", min=1)
     batch_size: int = opt(16, "pairs per optimisation step (global, split over DDP processes)", min=1)
@@ -65,7 +79,7 @@ class TrainConfig:
     workers: int = opt(2, "DataLoader worker processes computing pairs and targets (0 = in the training loop)", min=0)
     seed: int = opt(0, "seed of the weights, pairs and dropout", min=0)
     device: str = opt("auto", "auto (cuda if present) | cpu | cuda", choices=DEVICES)
-    amp: bool = opt(True, "mixed precision on CUDA (ignored on CPU)")
+    amp: bool = opt(True, "mixed precision on CUDA (ignored on CPU, and under --recipe upstream: fp32)")
     grad_checkpoint: bool = opt(False, "recompute the encoder in backward to save memory")
     init: str = opt("scratch", "scratch | released | a checkpoint folder to fine-tune from (a path, else a name "
                     "under checkpoints/ or runs/, e.g. mine/latest)")
@@ -89,9 +103,10 @@ class TrainConfig:
         return asdict(self)
 
 
-# Each preset names itself (the ``preset`` field, hence the default run name); flags override it.
+# Each preset names itself (the ``preset`` field, hence the default run name); flags override it. Presets set
+# sizes and epochs; the behaviour is --recipe.
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"preset": "paper"},
+    "full": {"preset": "full"},
     # Small crops and short segments: the whole pipeline (all five targets) in 1–2 min on a 2-core CPU.
     "cpu-smoke": {"preset": "cpu-smoke", "epochs": 6, "scene_repeats": 8, "batch_size": 4, "save_every": 2,
                   "val_pairs": 8,
@@ -107,8 +122,22 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def make_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
+DEPRECATED_PRESETS = {"paper": "full"}  # old preset names still accepted, with a warning: name -> what it is now
+
+
+def resolve_preset(preset: str) -> str:
+    """``preset``, or its new name (with a warning) when it is a deprecated alias."""
+    if preset in DEPRECATED_PRESETS:
+        new = DEPRECATED_PRESETS[preset]
+        log.warning("--preset %s is deprecated: it is now --preset %s (sizes and epochs); the paper's behaviour is "
+                    "--recipe paper (the default, --recipe upstream, is the authors' code)", preset, new)
+        return new
+    return preset
+
+
+def make_config(preset: str = "full", **overrides: Any) -> TrainConfig:
     """A TrainConfig from a preset plus overrides (``pairs`` may be a partial dict), checked like the flags."""
+    preset = resolve_preset(preset)
     if preset not in PRESETS:
         raise InputError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}")
     cfg = cli.build(TrainConfig, merge(PRESETS[preset], overrides))
@@ -134,11 +163,25 @@ class ProjectorHeads(nn.Module):
 class ContrastiveModel(nn.Module):
     """Encoder + projector heads. ``forward(pairs)`` -> projections of both sequences, (K, B, D) each."""
 
-    def __init__(self, model_config: ModelConfig, grad_checkpoint: bool = False) -> None:
+    def __init__(self, model_config: ModelConfig, grad_checkpoint: bool = False, batching: str = "pair") -> None:
         super().__init__()
         self.encoder = SequenceModel(model_config)
         self.projector = ProjectorHeads(model_config.angular_feat_size)
         self.grad_checkpoint = grad_checkpoint
+        self.batching = batching  # Recipe.encoder_batching: "pair" or "frame_index"
+
+    def encode_by_frame_index(self, clips: torch.Tensor) -> torch.Tensor:
+        """Upstream's batching (sequence_models.py forward): (B, T, 3, h, w) in [0, 1] -> (B, 384), the view
+        encoder run once per frame index t over the B clips (BatchNorm statistics over those B frames)."""
+        feats = torch.stack([self.encoder.encode_frames(clips[:, t]) for t in range(clips.shape[1])])  # (T, B, F)
+        return self.encoder.aggregate(feats)
+
+    def encode_batch(self, seqs: list[torch.Tensor]) -> torch.Tensor:
+        """One side of a batch (B (T, 3, h, w) uint8 sequences of one size) -> (B, 384), per frame index."""
+        clips = torch.stack(seqs).float().div_(255.0)
+        if self.grad_checkpoint and self.training:
+            return torch.utils.checkpoint.checkpoint(self.encode_by_frame_index, clips, use_reentrant=False)
+        return self.encode_by_frame_index(clips)
 
     def encode_pair(self, seq1: torch.Tensor, seq2: torch.Tensor) -> torch.Tensor:
         """Two (T, 3, H, W) uint8 sequences of one size -> (2, 384); frames as uint8/255, as at inference."""
@@ -149,6 +192,9 @@ class ContrastiveModel(nn.Module):
         return self.encoder(clips)
 
     def forward(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.batching == "frame_index":  # all sequences 1, then all sequences 2 (contrast_learning.py)
+            z1, z2 = self.encode_batch([a for a, _ in pairs]), self.encode_batch([b for _, b in pairs])
+            return self.projector(z1), self.projector(z2)
         z = torch.stack([self.encode_pair(a, b) for a, b in pairs], 1)  # (2, B, 384)
         return self.projector(z[0]), self.projector(z[1])
 
@@ -197,7 +243,7 @@ def _setup(cfg: TrainConfig, dist: Dist) -> torch.device:
 # --------------------------------------------------------------------------------------------- loop
 def epoch_batches(cfg: TrainConfig, per_epoch: int, epoch: int) -> list[list[int]]:
     """Global pair ids of each step of ``epoch`` (a seeded shuffle; incomplete last batch dropped)."""
-    perm = np.random.default_rng([cfg.seed, 2, epoch]).permutation(per_epoch) + epoch * per_epoch
+    perm = epoch_order(cfg.seed, per_epoch, epoch) + epoch * per_epoch
     n = per_epoch // cfg.batch_size
     return [perm[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist() for i in range(n)]
 
@@ -247,11 +293,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     if dist.main:
         # fail before any compute when results cannot go there (creates nothing)
         check_creatable(run_dir, "--runs-dir or --name")
-    amp = cfg.amp and device.type == "cuda"
+    recipe = get_recipe(cfg.recipe)
+    amp = cfg.amp and device.type == "cuda" and recipe.amp
 
     torch.manual_seed(cfg.seed)
     model_config = ModelConfig()
-    model = ContrastiveModel(model_config, cfg.grad_checkpoint)
+    model = ContrastiveModel(model_config, cfg.grad_checkpoint, recipe.encoder_batching)
     if cfg.init != "scratch" and not resume:
         from models.nvs_sqa.checkpoint import load_checkpoint
 
@@ -287,11 +334,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         return run_dir
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
     needed = tuple(w > 0 for w in cfg.weights)
-    ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed)
+    ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed, recipe=recipe, batch_size=cfg.batch_size)
     val: list[dict] = []
     if dist.main and cfg.val_pairs:
         # ST-RRED is cheap, so it is validated even at weight 0; FovVideoVDP only when it is trained.
-        vds = PairDataset(scenes, cfg.pairs, cfg.seed, cfg.val_pairs, (True,) * 4 + (needed[4],), VAL_STREAM)
+        vds = PairDataset(scenes, cfg.pairs, cfg.seed, cfg.val_pairs, (True,) * 4 + (needed[4],), VAL_STREAM,
+                          recipe=recipe)  # each validation pair is its own batch (scored one by one)
         val = [x for b in _loader(vds, [[i] for i in range(cfg.val_pairs)], cfg.workers, cfg.seed) for x in b]
     metrics = MetricsLog(run_dir / "metrics.jsonl", step if resume else None)
     weights = torch.tensor(cfg.weights, device=device)

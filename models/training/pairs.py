@@ -11,9 +11,16 @@ two methods shows the same view. A pair (spec: ../shared/specs/nvs-sqa.md, Self-
   m2 frames, r ~ U[0.5, 1];
 - each sequence gets one noise key 0..11 (NOISES; 6–11 = none).
 
+That is the paper's description (``--recipe paper``). The authors' training code differs in several ways
+(spec: "What the upstream training code actually does"); ``--recipe upstream`` (the default) reproduces it.
+:class:`~models.training.targets.Recipe` holds every difference, one field each, and ``RECIPES`` the two
+recipes (both, and the noises, live in targets.py beside the targets they change; re-exported here).
+
 Every random choice of pair ``index`` in ``epoch`` comes from ``np.random.default_rng([seed, stream, epoch,
-index])``: a pair does not depend on the worker that builds it, on the number of workers, or on what was
-sampled before, which is what makes ``--resume`` exact.
+index])`` (and, under a per-batch crop, the batch's crop and length from ``default_rng([seed, stream, epoch,
+batch, 1])``): a pair does not depend on the worker that builds it, on the number of workers, or on what was
+sampled before, which is what makes ``--resume`` exact. These seeded streams differ from upstream's global
+``random``/``np.random`` draws; the distributions are the same.
 """
 
 from __future__ import annotations
@@ -31,11 +38,21 @@ from models import cli
 from models.cli import opt
 from models.errors import InputError
 from models.frames import is_image, natural_key, open_frame_folder, read_image
-from models.training.targets import TARGETS, FovVideoVDP, pair_targets
+from models.training.targets import (  # noqa: F401  (re-exported: the recipes and noises, as pairs.X)
+    NOISES,
+    RECIPES,
+    TARGETS,
+    FovVideoVDP,
+    Recipe,
+    apply_noise,
+    get_recipe,
+    noise_frame_upstream,
+    noise_values_upstream,
+    pair_targets,
+)
 
 log = logging.getLogger(__name__)
 SEP = "__"  # renders/{scene}__{method}
-NOISES = ("gaussian", "salt_pepper", "speckle", "poisson", "multiplicative", "jpeg") + ("none",) * 6
 TRAIN_STREAM, VAL_STREAM = 0, 1
 
 
@@ -117,14 +134,15 @@ class PairConfig:
     crop_min: int = opt(150, "smallest crop width/height in px (crop sides are uniform in [crop-min, crop-max]; "
                         "the encoder needs >= 69)", min=1)
     crop_max: int = opt(600, "largest crop width/height in px", min=1)
-    crop_margin: int = opt(75, "crop sides are also capped at the smallest frame side minus this many px (15x5)",
-                           min=0)
+    crop_margin: int = opt(75, "--recipe paper: crop sides are also capped at the smallest frame side minus this "
+                           "many px (--recipe upstream uses the authors' 15 px in x, 5 px in y)", min=0)
     segment_pixels: int = opt(200 * 200 * 60, "pixel budget of a segment: length L = segment-pixels / (crop w*h) "
                               "frames (paper: 200*200*60)", min=1)
     min_segment: int = opt(2, "fewest frames in a segment when the sequence has them (ST-RRED compares frame pairs)",
                            min=1)
-    replace_min: float = opt(0.5, "smallest share r of sequence 2's frames replaced by the other method's "
-                             "(r ~ U[replace-min, replace-max])", min=0)
+    replace_min: float = opt(0.5, "smallest replace ratio r ~ U[replace-min, replace-max]: --recipe paper replaces "
+                             "floor(r*L) frames of sequence 2; upstream all of them with probability floor(r*L)/L",
+                             min=0)
     replace_max: float = opt(1.0, "largest share r of replaced frames (at most 1)", min=0)
     noise: bool = opt(True, "degrade each sequence with one of the noises (keys 0..11, half of them none); "
                       "--no-noise: clean pairs")
@@ -156,6 +174,7 @@ class PairSpec:
     ratio: float  # r
     noise: tuple[int, int]  # noise key of sequence 1, 2
     noise_seed: int = 0
+    recipe: str = "paper"  # how build_pair degrades and mixes (Recipe.noise / Recipe.replacement)
 
 
 def sample_pair(scene: Scene, cfg: PairConfig, rng: np.random.Generator) -> PairSpec:
@@ -178,44 +197,88 @@ def sample_pair(scene: Scene, cfg: PairConfig, rng: np.random.Generator) -> Pair
                     ratio, noise, int(rng.integers(0, 2**31)))
 
 
-# --------------------------------------------------------------------------------------------- noise
-def apply_noise(frames: np.ndarray, key: int, rng: np.random.Generator, jpeg_quality: tuple[int, int]) -> np.ndarray:
-    """Degrade (T, H, W, 3) uint8 frames with noise ``key`` (NOISES) on 0–255 values; returns uint8."""
-    kind = NOISES[key]
-    if kind == "none":
-        return frames
-    if kind == "jpeg":
-        import cv2
+def epoch_order(seed: int, per_epoch: int, epoch: int) -> np.ndarray:
+    """Pair indices of ``epoch`` in training order (a seeded shuffle; consecutive runs of batch_size = batches)."""
+    return np.random.default_rng([seed, 2, epoch]).permutation(per_epoch)
 
-        q = int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1))
-        out = []
-        for f in frames:
-            ok, buf = cv2.imencode(".jpg", f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
-            out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
-        return np.ascontiguousarray(np.stack(out))
-    x = frames.astype(np.float64)
-    if kind == "gaussian":
-        x = x + rng.normal(0.0, np.sqrt(0.1), x.shape)  # σ² = 0.1 on 0–255 values (spec)
-    elif kind == "salt_pepper":  # 4 % of the values, half to 0, half to 255 (skimage's s&p, amount 0.04)
-        hit = rng.random(x.shape) < 0.04
-        x = np.where(hit, np.where(rng.random(x.shape) < 0.5, 0.0, 255.0), x)
-    elif kind == "speckle":
-        x = x + x * rng.normal(0.0, np.sqrt(0.01), x.shape)  # skimage's speckle default var 0.01
-    elif kind == "poisson":
-        x = rng.poisson(x).astype(np.float64)  # photon counts = the 0–255 values
-    elif kind == "multiplicative":
-        x = x * rng.normal(1.0, 0.05, x.shape)
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+def batch_shape(scenes: list[Scene], cfg: PairConfig, recipe: Recipe, rng: np.random.Generator) -> tuple[int, int, int]:
+    """Upstream's per-batch crop (w, h) and segment length L for a batch of pairs from ``scenes``.
+
+    w, h ~ randint[crop_min, crop_max] each, then clipped to the batch's smallest frame minus the margin;
+    L = segment_pixels // (w·h) (at least min_segment), capped by the batch's shortest sequence.
+    """
+    mx, my = recipe.crop_margin or (cfg.crop_margin, cfg.crop_margin)
+    w, h = int(rng.integers(cfg.crop_min, cfg.crop_max + 1)), int(rng.integers(cfg.crop_min, cfg.crop_max + 1))
+    small = min(scenes, key=lambda s: min(s.width - mx, s.height - my))
+    w, h = min(w, min(s.width for s in scenes) - mx), min(h, min(s.height for s in scenes) - my)
+    if min(w, h) < cfg.crop_min:
+        raise InputError(f"scene {small.name}: frames are {small.width}x{small.height}, too small for crops of "
+                         f"≥{cfg.crop_min} px plus a {mx}x{my} px margin; lower --crop-min")
+    length = min(min(s.n_frames for s in scenes), max(cfg.min_segment, cfg.segment_pixels // (w * h)))
+    return w, h, length
+
+
+def sample_pair_upstream(scene: Scene, cfg: PairConfig, rng: np.random.Generator, w: int, h: int,
+                         length: int) -> PairSpec:
+    """A pair as the authors' code draws it, inside a batch whose crop is w×h and segment length ``length``:
+    all-or-nothing replacement with probability floor(rL)/L (the replace target stays 1 − 2r)."""
+    methods = sorted(scene.methods)
+    i1, i2 = rng.choice(len(methods), size=2, replace=False)
+    x, y = int(rng.integers(0, scene.width - w + 1)), int(rng.integers(0, scene.height - h + 1))
+    hflip, vflip = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+    start = int(rng.integers(0, scene.n_frames - length + 1))
+    ratio = float(rng.uniform(cfg.replace_min, cfg.replace_max))
+    whole = bool(rng.random() < np.floor(ratio * length) / length)
+    noise = (int(rng.integers(0, 12)), int(rng.integers(0, 12))) if cfg.noise else (11, 11)
+    return PairSpec(scene.name, methods[i1], methods[i2], (x, y, w, h), hflip, vflip, start, length,
+                    list(range(length)) if whole else [], ratio, noise, int(rng.integers(0, 2**31)), "upstream")
 
 
 # --------------------------------------------------------------------------------------------- building
+def _read_noisy(files: list[Path], idx: list[int], box: tuple[int, int, int, int], key: int,
+                rng: np.random.Generator, jpeg_quality: tuple[int, int]) -> np.ndarray:
+    """Upstream order: each full frame is degraded, then cropped."""
+    x, y, w, h = box
+    return np.stack([noise_frame_upstream(read_image(files[i]), key, rng, jpeg_quality)[y:y + h, x:x + w]
+                     for i in idx])
+
+
+def _build_upstream(scene: Scene, spec: PairSpec, cfg: PairConfig) -> tuple[np.ndarray, np.ndarray]:
+    idx = list(range(spec.start, spec.start + spec.length))
+    rng = np.random.default_rng(spec.noise_seed)
+    s1 = _read_noisy(scene.methods[spec.m1], idx, spec.box, spec.noise[0], rng, cfg.jpeg_quality)
+    # all or nothing: sequence 2 is m2's frames with its own noise, or sequence 1 itself (same noisy frames)
+    s2 = _read_noisy(scene.methods[spec.m2], idx, spec.box, spec.noise[1], rng, cfg.jpeg_quality) \
+        if spec.replaced else s1
+    return s1, s2
+
+
 def _read(files: list[Path], idx: list[int], box: tuple[int, int, int, int]) -> np.ndarray:
     x, y, w, h = box
     return np.stack([read_image(files[i])[y:y + h, x:x + w] for i in idx])
 
 
 def build_pair(scene: Scene, spec: PairSpec, cfg: PairConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode, crop, flip, mix and degrade: two (L, 3, h, w) uint8 tensors. Only the needed frames are read."""
+    """Decode, crop, flip, mix and degrade: two (L, 3, h, w) uint8 tensors. Only the needed frames are read.
+
+    ``spec.recipe == "upstream"``: noise per full frame, then crop, then flips (the authors' order)."""
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    if spec.recipe == "upstream":
+        s1, s2 = _build_upstream(scene, spec, cfg)
+        same = s2 is s1
+        if spec.hflip:
+            s1 = s1[:, :, ::-1]
+        if spec.vflip:
+            s1 = s1[:, ::-1]
+        if same:
+            t1 = to_t(s1)
+            return t1, t1.clone()
+        if spec.hflip:
+            s2 = s2[:, :, ::-1]
+        if spec.vflip:
+            s2 = s2[:, ::-1]
+        return to_t(s1), to_t(s2)
     idx = list(range(spec.start, spec.start + spec.length))
     s1 = _read(scene.methods[spec.m1], idx, spec.box)
     s2 = s1.copy()
@@ -228,7 +291,6 @@ def build_pair(scene: Scene, spec: PairSpec, cfg: PairConfig) -> tuple[torch.Ten
     rng = np.random.default_rng(spec.noise_seed)
     s1 = apply_noise(np.ascontiguousarray(s1), spec.noise[0], rng, cfg.jpeg_quality)
     s2 = apply_noise(np.ascontiguousarray(s2), spec.noise[1], rng, cfg.jpeg_quality)
-    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
     return to_t(s1), to_t(s2)
 
 
@@ -237,13 +299,21 @@ class PairDataset(torch.utils.data.Dataset):
 
     Targets are computed here, i.e. in the DataLoader's worker processes, off the training loop. ``needed``
     says which of the five to compute (a zero loss weight skips its target; NaN is returned instead).
+
+    ``recipe`` (a name of RECIPES or a Recipe) picks the behaviour. Under a per-batch crop (upstream) the
+    batches are consecutive runs of ``batch_size`` pairs of :func:`epoch_order` (what the training loop feeds);
+    a batch's crop and length come from (seed, stream, epoch, batch index) and the batch's scenes, so each pair
+    is still built on its own, in any worker. ``batch_size=1``: every pair is its own batch (validation).
     """
 
     def __init__(self, scenes: list[Scene], cfg: PairConfig, seed: int, per_epoch: int,
-                 needed: tuple[bool, ...] = (True,) * len(TARGETS), stream: int = TRAIN_STREAM) -> None:
+                 needed: tuple[bool, ...] = (True,) * len(TARGETS), stream: int = TRAIN_STREAM,
+                 recipe: str | Recipe = "upstream", batch_size: int = 1) -> None:
         self.scenes, self.cfg, self.seed, self.per_epoch = scenes, cfg, seed, per_epoch
         self.needed, self.stream = tuple(needed), stream
+        self.recipe, self.batch_size = get_recipe(recipe), max(1, batch_size)
         self._fvvdp: FovVideoVDP | None = None  # built lazily, once per worker process
+        self._orders: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return self.per_epoch
@@ -251,7 +321,28 @@ class PairDataset(torch.utils.data.Dataset):
     def spec(self, g: int) -> PairSpec:
         epoch, index = divmod(g, self.per_epoch)
         rng = np.random.default_rng([self.seed, self.stream, epoch, index])
-        return sample_pair(self.scenes[index % len(self.scenes)], self.cfg, rng)
+        scene = self.scenes[index % len(self.scenes)]
+        if self.recipe.crop == "pair":
+            spec = sample_pair(scene, self.cfg, rng)
+        else:
+            spec = sample_pair_upstream(scene, self.cfg, rng, *self.batch_shape(epoch, index))
+        return spec
+
+    def batch_members(self, epoch: int, index: int) -> tuple[int, list[int]]:
+        """(batch index, pair indices of that batch) of pair ``index`` of ``epoch``."""
+        if self.batch_size == 1:
+            return index, [index]
+        if epoch not in self._orders:
+            self._orders = {epoch: epoch_order(self.seed, self.per_epoch, epoch)}
+        order = self._orders[epoch]
+        b = int(np.flatnonzero(order == index)[0]) // self.batch_size
+        return b, order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+
+    def batch_shape(self, epoch: int, index: int) -> tuple[int, int, int]:
+        """(w, h, L) shared by the batch of pair ``index`` of ``epoch`` (upstream's per-batch crop)."""
+        b, members = self.batch_members(epoch, index)
+        rng = np.random.default_rng([self.seed, self.stream, epoch, b, 1])
+        return batch_shape([self.scenes[i % len(self.scenes)] for i in members], self.cfg, self.recipe, rng)
 
     def __getitem__(self, g: int) -> dict:
         t0 = time.perf_counter()
@@ -261,7 +352,7 @@ class PairDataset(torch.utils.data.Dataset):
         timings = {"load": time.perf_counter() - t0}
         if self.needed[4] and self._fvvdp is None:
             self._fvvdp = FovVideoVDP()
-        targets = pair_targets(s1, s2, spec.ratio, self.needed, self._fvvdp, timings)
+        targets = pair_targets(s1, s2, spec.ratio, self.needed, self._fvvdp, timings, self.recipe)
         return {"seq1": s1, "seq2": s2, "targets": torch.from_numpy(targets), "spec": spec, "timings": timings}
 
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 import models.preprocess.run as run_module
 import preprocess
-from consts import ROOT, SKIPPED_PAIRS, TRAIN_METHODS, TRAIN_SCENES
+from consts import NS_METHODS, ROOT, SKIPPED_PAIRS, TRAIN_METHODS, TRAIN_SCENES
 from models import cli
 from models.errors import InputError
 from models.preprocess.commands import Layout, NsEnv, nerfstudio_device, plan, probe, render_argv, train_argv
@@ -140,7 +140,8 @@ def test_commands_per_method_family():
     assert train_argv("poster", "splatfacto", lay, "cuda") == (
         "ns-train", "splatfacto", "--data", "datasets/nerfstudio/poster", *common, "--method-name", "splatfacto",
         "--timestamp", "preprocess", "--viewer.quit-on-train-completion", "True",
-        "--pipeline.datamanager.images-on-gpu", "True", "nerfstudio-data")  # fmt: skip
+        "--pipeline.datamanager.images-on-gpu", "True", "--pipeline.datamanager.cache-images", "gpu",
+        "nerfstudio-data")  # fmt: skip
     assert train_argv("poster", "kplanes-100", lay, "cuda", max_iters=500) == (
         "ns-train", "kplanes", "--data", "datasets/nerfstudio/poster", *common, "--method-name", "kplanes-100",
         "--timestamp", "preprocess", "--viewer.quit-on-train-completion", "True", "--max-num-iterations", "500",
@@ -156,14 +157,40 @@ def test_commands_per_method_family():
         "--output-path", "renders/.partial/poster__kplanes-20")  # fmt: skip
 
 
-def test_plan_skips_upstream_pairs_as_data():
+def test_plan_has_every_pair_upstreams_skip_list_is_history():
+    """train.py needs all 17 x 8 renders (spec, item 7.): the pairs upstream's loop skips are planned too."""
     lay = Layout(Path("d"), Path("o"), Path("r"))
     env = NsEnv({}, None, "unknown", None)
     jobs = plan(TRAIN_SCENES, TRAIN_METHODS, lay, env, "cuda")
-    assert len(jobs) == 17 * 8
-    assert {(j.info["scene"], j.info["method"]) for j in jobs if j.skip} == SKIPPED_PAIRS
-    assert len(SKIPPED_PAIRS) == 21
-    assert not any(j.skip for j in plan(TRAIN_SCENES, TRAIN_METHODS, lay, env, "cuda", include_skipped=True))
+    assert len(jobs) == 17 * 8 == 136 and not any(j.skip for j in jobs)
+    assert {(j.info["scene"], j.info["method"]) for j in jobs} >= SKIPPED_PAIRS and len(SKIPPED_PAIRS) == 21
+
+
+def test_only_splatfacto_caches_images_on_the_gpu():
+    """Upstream's splatfacto command adds ``--pipeline.datamanager.cache-images gpu`` (data: NS_METHODS)."""
+    lay = Layout(Path("d"), Path("o"), Path("r"))
+    flag = "--pipeline.datamanager.cache-images"
+    for method in TRAIN_METHODS:
+        argv = train_argv("poster", method, lay, "cuda")
+        if method == "splatfacto":
+            assert argv[argv.index(flag) + 1] == "gpu" and argv[-1] == "nerfstudio-data"
+        else:
+            assert flag not in argv, method
+        assert flag not in train_argv("poster", method, lay, "cpu")  # nothing on a GPU without one
+    assert [m for m, spec in NS_METHODS.items() if spec.cuda_args] == ["splatfacto"]
+
+
+def test_include_skipped_is_a_deprecated_no_op(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert preprocess.parse_args(["--include-skipped"]).include_skipped  # still accepted (old Makefiles, scripts)
+    kw = {"datasets": str(tmp_path / "d"), "outputs": str(tmp_path / "o"), "renders": str(tmp_path / "r"),
+          "dry_run": True, "scenes": ["aspen"], "methods": ["splatfacto"]}
+    for flag in (False, True):
+        cfg = PreprocessConfig(**kw, plan_json=str(tmp_path / f"{flag}.json"), include_skipped=flag)
+        assert run(cfg) == 0
+    plans = [json.loads((tmp_path / f"{flag}.json").read_text()) for flag in (False, True)]
+    assert plans[0]["jobs"] == plans[1]["jobs"] and plans[0]["jobs"][0]["state"] == "to run"
+    assert "--include-skipped is deprecated and has no effect" in caplog.text
 
 
 # --------------------------------------------------------------------------------------------- running
@@ -297,7 +324,7 @@ def test_dry_run_prints_every_command_and_runs_nothing(ns, capsys):
     for job in plan(["poster"], ["splatfacto", "kplanes-20"], lay, probe(ns.bin), "cuda"):
         for step in job.steps:
             assert step.show() in out
-    assert "aspen__splatfacto: skipped" in out and "aspen__kplanes-20: to run" in out
+    assert "aspen__splatfacto: to run" in out and "aspen__kplanes-20: to run" in out
     assert "datasets/nerfstudio/aspen/transforms.json missing" in out  # what a real run would stop on
     assert ns.calls() == [] and not ns.renders.exists()
 
@@ -309,7 +336,8 @@ def test_dry_run_on_a_fresh_clone_shows_the_full_plan(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "nerfstudio: not found" in out.stdout and "[136/136] vegetation__nerfacto-huge: to run" in out.stdout
     assert "\n    ns-train kplanes --data datasets/nerfstudio/Egypt --output-dir outputs" in out.stdout
-    assert "total             115                        80.5" in out.stdout
+    assert "[1/136] aspen__splatfacto: to run" in out.stdout and "skipped" not in out.stdout
+    assert "total             136                        93.5" in out.stdout
 
 
 def test_plan_json_estimate(tmp_path, monkeypatch):
@@ -318,8 +346,8 @@ def test_plan_json_estimate(tmp_path, monkeypatch):
                            dry_run=True, plan_json=str(tmp_path / "p.json"))
     assert run(cfg) == 0
     planned = json.loads((tmp_path / "p.json").read_text())
-    assert planned["estimate"][-1] == {"method": "total", "jobs": 115, "GPU hours": 80.5}
-    assert {r["method"]: r["GPU hours"] for r in planned["estimate"]}["nerfacto-huge"] == 42.0  # 14 scenes x 3 h
+    assert planned["estimate"][-1] == {"method": "total", "jobs": 136, "GPU hours": 93.5}
+    assert {r["method"]: r["GPU hours"] for r in planned["estimate"]}["nerfacto-huge"] == 51.0  # 17 scenes x 3 h
     assert len(planned["jobs"]) == 136 and len(planned["problems"]) == 2  # ns-train and ns-render, captures
     assert planned["problems"][0].startswith("ns-train and ns-render not found: install nerfstudio")
 
@@ -452,6 +480,9 @@ def test_check_cli_compares_the_parsed_config_with_the_plan(ns, monkeypatch):
     jobs = plan(["poster"], ["kplanes-20"], lay, env, "cuda")
     exp = chk.expected(jobs[0], "train", lay)
     assert (exp["near_plane"], exp["far_plane"], exp["images_on_gpu"]) == (0.0, 20.0, True)
+    assert "cache_images" not in exp  # only splatfacto's command sets it, and on CUDA only
+    splat = plan(["poster"], ["splatfacto"], lay, env, "cuda")[0]
+    assert chk.expected(splat, "train", lay)["cache_images"] == "gpu"
     assert exp["config"] == str(ns.tmp / "outputs/poster/kplanes-20/preprocess/config.yml")
 
     def parse(python: str, commands: list) -> list:

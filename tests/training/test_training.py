@@ -17,7 +17,16 @@ import consts
 from models.errors import InputError
 from models.results import write_json
 from models.training.loop import TrainConfig, epoch_batches, make_config, train
-from models.training.pairs import NOISES, PairConfig, PairDataset, apply_noise, build_pair, sample_pair, scan_renders
+from models.training.pairs import (
+    NOISES,
+    RECIPES,
+    PairConfig,
+    PairDataset,
+    apply_noise,
+    build_pair,
+    sample_pair,
+    scan_renders,
+)
 
 # One crop size and 2 frames: a single tensor shape, so oneDNN builds its kernels once per test process.
 TINY_PAIRS = {"crop_min": 69, "crop_max": 69, "crop_margin": 4, "segment_pixels": 69 * 69 * 2}
@@ -128,6 +137,52 @@ def test_dataset_pairs_do_not_depend_on_history(renders):
     assert np.isnan(t[3]) and np.isnan(t[4]) and np.all(np.abs(t[:3]) <= 1)
 
 
+def test_upstream_pairs_share_the_batch_crop_and_replace_all_or_nothing(tmp_path):
+    scenes = scan_renders(make_renders(tmp_path, {"a": 3, "b": 2, "c": 2}, n=9, h=90, w=100))
+    scenes[2].width, scenes[2].height = 96, 84  # a smaller scene bounds the crops of its batches (index only)
+    cfg = PairConfig(crop_min=69, crop_max=95, segment_pixels=69 * 69 * 5, replace_min=0.5, replace_max=1.0)
+    ds = PairDataset(scenes, cfg, seed=3, per_epoch=12, needed=(False,) * 5, batch_size=3)
+    cfg_t = TrainConfig(seed=3, batch_size=3)
+    whole = ratios = 0.0
+    for epoch in range(6):
+        for batch in epoch_batches(cfg_t, 12, epoch):
+            specs = [ds.spec(g) for g in batch]
+            shapes = {(s.box[2], s.box[3], s.length) for s in specs}
+            assert len(shapes) == 1  # one crop size and one segment length per batch
+            w, h, length = shapes.pop()
+            members = [scenes[(g % 12) % 3] for g in batch]
+            assert w <= min(x.width for x in members) - 15 and h <= min(x.height for x in members) - 5
+            assert length == min(9, 69 * 69 * 5 // (w * h))
+            for s in specs:
+                assert s.replaced in ([], list(range(length))) and s.recipe == "upstream" and s.m1 != s.m2
+                whole += bool(s.replaced)
+                ratios += np.floor(s.ratio * length) / length
+    assert abs(whole - ratios) < 3 * np.sqrt(72 * 0.25)  # P(replaced) = floor(rL)/L
+    scenes = scan_renders(tmp_path)
+    ds = PairDataset(scenes, cfg, seed=3, per_epoch=12, needed=(False,) * 5, batch_size=3)
+    same = next(g for g in range(12) if not ds.spec(g).replaced)
+    other = next(g for g in range(12) if ds.spec(g).replaced and ds.spec(g).noise[0] < 5)
+    a, b = ds[same], ds[other]
+    assert torch.equal(a["seq1"], a["seq2"])  # not replaced: sequence 2 is sequence 1, noise included
+    assert not torch.equal(b["seq1"], b["seq2"])
+
+
+def test_recipes_and_the_renamed_preset(caplog, tmp_path, renders):
+    import train as train_script
+
+    assert make_config().recipe == "upstream" and set(RECIPES) == {"upstream", "paper"}
+    cfg, _ = train_script.parse_args(["--preset", "paper", "--recipe", "paper"])
+    assert (cfg.preset, cfg.recipe) == ("full", "paper") and "deprecated" in caplog.text
+    assert make_config("paper") == make_config("full")
+    old = tmp_path / "old"  # a run from before --recipe: its config has none, and it behaved as the paper recipe
+    saved = tiny(tmp_path, renders).to_dict()
+    del saved["recipe"]
+    write_json(old / "config.json", {"config": saved})
+    assert train_script.parse_args(["--resume", str(old)])[0].recipe == "paper"
+    with pytest.raises(SystemExit):
+        train_script.parse_args(["--resume", str(old), "--recipe", "upstream"])  # not a resumable change
+
+
 def test_epoch_batches_drop_incomplete_and_shuffle():
     cfg = TrainConfig(seed=0, batch_size=3)
     b0, b1 = epoch_batches(cfg, 7, 0), epoch_batches(cfg, 7, 1)
@@ -173,9 +228,11 @@ def test_two_steps_write_a_run_folder_app_can_load(tmp_path, renders):
     assert feats.shape == (384,) and np.all(np.isfinite(feats))
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path, renders):
-    full = train(tiny(tmp_path / "a", renders, val_pairs=3))  # 2 epochs of 2 steps
-    cut = tiny(tmp_path / "b", renders, val_pairs=3, stop_after_steps=2, workers=2)  # killed at the epoch end
+@pytest.mark.parametrize("recipe", ["upstream", "paper"])
+def test_kill_and_resume_equals_uninterrupted(tmp_path, renders, recipe):
+    full = train(tiny(tmp_path / "a", renders, val_pairs=3, recipe=recipe))  # 2 epochs of 2 steps
+    cut = tiny(tmp_path / "b", renders, val_pairs=3, stop_after_steps=2, workers=2, recipe=recipe)  # killed at the
+    # epoch end
     part = train(cut)
     assert json.loads((part / "metrics.jsonl").read_text().splitlines()[-1])["kind"] == "val"
     import train as train_script
@@ -275,10 +332,11 @@ def test_flags_override_the_preset():
     assert (cfg.preset, cfg.name, cfg.epochs, cfg.batch_size) == ("cpu-smoke", "cpu-smoke-seed0", 3, 4)
     assert (cfg.pairs.crop_min, cfg.pairs.crop_max, cfg.pairs.noise, cfg.pairs.replace_min) == (80, 112, False, 0.5)
     assert cfg == make_config("cpu-smoke", epochs=3, pairs={"crop_min": 80, "noise": False})
-    paper, _ = train_script.parse_args(["--seed", "3", "--weights", "1", "0", "0", "0", "0"])
-    assert paper == make_config(seed=3, weights=[1, 0, 0, 0, 0]) and paper.name == "paper-seed3"
+    full, _ = train_script.parse_args(["--seed", "3", "--weights", "1", "0", "0", "0", "0"])
+    assert full == make_config(seed=3, weights=[1, 0, 0, 0, 0]) and full.name == "full-seed3"
+    assert (full.preset, full.recipe) == ("full", "upstream")
     with pytest.raises(InputError, match="--workers -1: must be >= 0"):
-        make_config("paper", workers=-1)  # the library checks what the flags check
+        make_config("full", workers=-1)  # the library checks what the flags check
 
 
 def test_link_examples_entry_point(tmp_path):
@@ -332,7 +390,8 @@ def test_ddp_gloo_two_processes(tmp_path, renders):
     assert all(torch.equal(rel[k], s0["encoder." + k]) for k in rel)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize("batching", ["pair", "frame_index"])
+def test_gradient_checkpointing_gives_the_same_gradients(batching):
     from models.nvs_sqa import ModelConfig
     from models.training.loop import ContrastiveModel, head_losses
 
@@ -342,7 +401,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for ckpt in (False, True):
         torch.manual_seed(0)
-        model = ContrastiveModel(ModelConfig(), grad_checkpoint=ckpt)
+        model = ContrastiveModel(ModelConfig(), grad_checkpoint=ckpt, batching=batching)
         torch.manual_seed(1)  # same dropout masks
         head_losses(*model(pairs), targets).sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
