@@ -84,7 +84,7 @@ def summarize_steps(rows: list[dict[str, Any]], stamps: list[float] | None = Non
     kept = steps[warmup:]
     if not kept:
         raise RuntimeError(f"metrics.jsonl has {len(steps)} step row(s), fewer than {warmup + 1}")
-    step_s = [r["data_s"] + r["forward_s"] + r["backward_s"] for r in kept]
+    step_s = [r["data_s"] + r.get("targets_s", 0.0) + r["forward_s"] + r["backward_s"] for r in kept]
     pairs = sum(r["pairs"] for r in kept)
     out = {"measured_steps": len(kept), "pairs": pairs, "pairs_per_s": pairs / sum(step_s),
            "step_s": sum(step_s) / len(kept), "data_wait_fraction": sum(r["data_s"] for r in kept) / sum(step_s)}

@@ -29,11 +29,21 @@ def gaussian_window(size: int = WINDOW_SIZE, sigma: float = SIGMA) -> torch.Tens
 
 
 def _blur(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
-    """Separable depthwise Gaussian filter of (B, C, H, W), 'valid' (no padding)."""
-    c = x.shape[1]
-    k = win.to(x.dtype).to(x.device)
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    """Separable Gaussian filter of (..., H, W), 'valid' (no padding): 11 shifted multiply-adds per axis.
+
+    On a 2-core CPU this is 2.5x (float64) to 3.6x (float32) faster than the depthwise conv2d it replaced, and
+    equal to it within 1e-14 (docs/training.md, "Targets on the training device"); it runs on any device.
+    """
+    k, n = win.tolist(), len(win)
+    w = x.shape[-1] - n + 1
+    y = x[..., 0:w] * k[0]
+    for i in range(1, n):
+        y.add_(x[..., i:i + w], alpha=k[i])
+    h = x.shape[-2] - n + 1
+    z = y[..., 0:h, :] * k[0]
+    for i in range(1, n):
+        z.add_(y[..., i:i + h, :], alpha=k[i])
+    return z
 
 
 def ssim_map(

@@ -3,10 +3,12 @@
 Measures (results -> benchmarks/train-cpu.json and .md):
 
 - for the cpu-smoke and paper presets: pairs per second and the mean split of a step (waiting for data,
-  forward incl. loss, backward + optimizer) from train.py's own metrics.jsonl, warm-up step excluded; the
+  the five targets of the batch on the training device, forward incl. loss, backward + optimizer) and the data
+  CPU-seconds per pair spent in the workers (read, crop, flip, noise) from train.py's own metrics.jsonl,
+  warm-up step excluded; the
   paper preset runs with a batch of 2 pairs (the recipe's 16 is a GPU batch; the per-pair costs are the same);
 - per pair, in one process: decoding + cropping + noise ("load") and each target (SSIM, PSNR, ST-RRED,
-  FovVideoVDP) at each preset's pair size;
+  FovVideoVDP, computed one pair at a time as the workers did before item 4) at each preset's pair size;
 - our ST-RRED against scikit-video's on the calibration clips (skvideo's time recorded by
   tests/training/calibration/make_strred_reference.py on this machine).
 
@@ -60,13 +62,14 @@ def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
         wall = time.perf_counter() - t0
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     steps_rows = [r for r in rows if r["kind"] == "step"][1:]  # the first step warms oneDNN up
-    step_s = [r["data_s"] + r["forward_s"] + r["backward_s"] for r in steps_rows]
+    step_s = [r["data_s"] + r.get("targets_s", 0.0) + r["forward_s"] + r["backward_s"] for r in steps_rows]
     pairs = sum(r["pairs"] for r in steps_rows)
     mean = lambda k: float(np.mean([r[k] for r in steps_rows]))  # noqa: E731
     return {
         "preset": preset, "batch_size": cfg.batch_size, "workers": cfg.workers, "measured_steps": len(steps_rows),
         "pairs_per_s": pairs / sum(step_s), "step_s": float(np.mean(step_s)), "data_wait_s": mean("data_s"),
-        "forward_s": mean("forward_s"), "backward_s": mean("backward_s"),
+        "targets_s": mean("targets_s"), "forward_s": mean("forward_s"), "backward_s": mean("backward_s"),
+        "data_cpu_s_per_pair": float(np.sum([r["worker_s"]["load"] for r in steps_rows]) / pairs),
         "data_wait_fraction": float(np.sum([r["data_s"] for r in steps_rows]) / np.sum(step_s)),
         "worker_s_per_pair": {k: float(np.sum([r["worker_s"][k] for r in steps_rows]) / pairs)
                               for k in steps_rows[0]["worker_s"]},
@@ -133,10 +136,11 @@ def to_markdown(res: dict) -> str:
              f"Load average during the run (shared machine): {res['loadavg_start']} -> {res['loadavg_end']}.", "",
              "## Training steps (train.py's metrics.jsonl, warm-up step excluded)", ""]
     rows = [{"preset": r["preset"], "batch": r["batch_size"], "pairs/s": r["pairs_per_s"], "step s": r["step_s"],
-             "data wait s": r["data_wait_s"], "forward s": r["forward_s"], "backward s": r["backward_s"],
+             "data wait s": r["data_wait_s"], "targets s": r["targets_s"], "forward s": r["forward_s"],
+             "backward s": r["backward_s"], "data CPU s/pair": r["data_cpu_s_per_pair"],
              "wait fraction": r["data_wait_fraction"]} for r in res["training"]]
     lines += [table(rows, list(rows[0]), fmt="github", floatfmt=".3f"), ""]
-    lines += ["## Per pair, in a worker (seconds)", ""]
+    lines += ["## Per pair, one process, one thread (seconds; the targets one pair at a time, as pair_targets)", ""]
     trow = [{"preset": r["preset"], "frames": r["frames_per_sequence"], "pixels/seq": r["pixels_per_sequence"],
              **r["seconds_per_pair"]} for r in res["targets"]]
     lines += [table(trow, list(trow[0]), fmt="github", floatfmt=".3f"), ""]

@@ -31,6 +31,7 @@ from models.errors import InputError
 from models.nvs_sqa import MIN_FRAME_SIZE, ModelConfig, SequenceModel
 from models.results import check_creatable
 from models.runtime import DEVICES, locate, resolve_device
+from models.training.device_targets import batch_targets
 from models.training.pairs import (
     VAL_STREAM,
     PairConfig,
@@ -76,7 +77,7 @@ class TrainConfig:
                                "(a 0 skips that target)", min=0, metavar="W")
     pairs: PairConfig = opt(PairConfig(), "pair sampling (paper defaults)")
     save_every: int = opt(5, "keep an epoch checkpoint every N epochs (latest/ is written every epoch)", min=1)
-    workers: int = opt(2, "DataLoader worker processes computing pairs and targets (0 = in the training loop)", min=0)
+    workers: int = opt(2, "DataLoader worker processes building pairs (0 = in the training loop)", min=0)
     seed: int = opt(0, "seed of the weights, pairs and dropout", min=0)
     device: str = opt("auto", "auto (cuda if present) | cpu | cuda", choices=DEVICES)
     amp: bool = opt(True, "mixed precision on CUDA (ignored on CPU, and under --recipe upstream: fp32)")
@@ -334,7 +335,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         return run_dir
     ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
     needed = tuple(w > 0 for w in cfg.weights)
-    ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed, recipe=recipe, batch_size=cfg.batch_size)
+    ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed, recipe=recipe, batch_size=cfg.batch_size,
+                     worker_targets=False)  # workers build the pairs only: batch_targets scores them
     val: list[dict] = []
     if dist.main and cfg.val_pairs:
         # ST-RRED is cheap, so it is validated even at weight 0; FovVideoVDP only when it is trained.
@@ -377,10 +379,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     for batch in _loader(ds, todo, cfg.workers, cfg.seed):
         epoch = step // steps_per_epoch
         data_s = time.perf_counter() - t_wait
-        t0 = time.perf_counter()
+        t0, seqs = time.perf_counter(), [(b["seq1"].to(device), b["seq2"].to(device)) for b in batch]
+        targets, tt = batch_targets(batch, recipe, needed, device, seqs).T, time.perf_counter()  # (K, B), as upstream
         with torch.autocast(device.type, enabled=amp):
-            p1, p2 = ddp([(b["seq1"].to(device), b["seq2"].to(device)) for b in batch])
-        targets = torch.stack([b["targets"] for b in batch], 1).to(device)
+            p1, p2 = ddp(seqs)
         per_head = head_losses(p1, p2, targets)
         loss = (per_head * weights).sum()
         t1 = time.perf_counter()
@@ -395,8 +397,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
             torch.distributed.all_reduce(per_head, op=torch.distributed.ReduceOp.AVG)
         row = {"kind": "step", "step": step, "epoch": epoch, "loss": float((per_head * weights).sum()),
                "head_loss": {n: (float(per_head[k]) if needed[k] else None) for k, n in enumerate(TARGETS)},
-               "pairs": len(batch) * dist.world, "data_s": data_s, "forward_s": t1 - t0, "backward_s": t2 - t1,
-               "worker_s": {k: sum(b["timings"].get(k, 0.0) for b in batch) for k in ("load", *TARGETS)}}
+               "pairs": len(batch) * dist.world, "data_s": data_s, "targets_s": tt - t0, "forward_s": t1 - tt,
+               "backward_s": t2 - t1, "worker_s": {"load": sum(b["timings"]["load"] for b in batch)}}
         metrics.add(row)
         if bar is not None:
             bar.update(1)

@@ -297,8 +297,10 @@ def build_pair(scene: Scene, spec: PairSpec, cfg: PairConfig) -> tuple[torch.Ten
 class PairDataset(torch.utils.data.Dataset):
     """Pair ``g`` = (epoch, index) with ``g = epoch · per_epoch + index``; returns the sequences and targets.
 
-    Targets are computed here, i.e. in the DataLoader's worker processes, off the training loop. ``needed``
-    says which of the five to compute (a zero loss weight skips its target; NaN is returned instead).
+    ``worker_targets=False`` (the training loop): items carry ``targets=None`` and the loop computes them batched
+    on its device (:func:`~models.training.device_targets.batch_targets`); True: computed here, in the
+    DataLoader's worker processes (validation, preview). ``needed`` says which of the five to compute (a zero
+    loss weight skips its target; NaN is returned instead).
 
     ``recipe`` (a name of RECIPES or a Recipe) picks the behaviour. Under a per-batch crop (upstream) the
     batches are consecutive runs of ``batch_size`` pairs of :func:`epoch_order` (what the training loop feeds);
@@ -308,8 +310,9 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __init__(self, scenes: list[Scene], cfg: PairConfig, seed: int, per_epoch: int,
                  needed: tuple[bool, ...] = (True,) * len(TARGETS), stream: int = TRAIN_STREAM,
-                 recipe: str | Recipe = "upstream", batch_size: int = 1) -> None:
+                 recipe: str | Recipe = "upstream", batch_size: int = 1, worker_targets: bool = True) -> None:
         self.scenes, self.cfg, self.seed, self.per_epoch = scenes, cfg, seed, per_epoch
+        self.worker_targets = worker_targets
         self.needed, self.stream = tuple(needed), stream
         self.recipe, self.batch_size = get_recipe(recipe), max(1, batch_size)
         self._fvvdp: FovVideoVDP | None = None  # built lazily, once per worker process
@@ -350,6 +353,8 @@ class PairDataset(torch.utils.data.Dataset):
         scene = next(s for s in self.scenes if s.name == spec.scene)
         s1, s2 = build_pair(scene, spec, self.cfg)
         timings = {"load": time.perf_counter() - t0}
+        if not self.worker_targets:  # the training loop computes them on its device (device_targets.py)
+            return {"seq1": s1, "seq2": s2, "targets": None, "spec": spec, "timings": timings}
         if self.needed[4] and self._fvvdp is None:
             self._fvvdp = FovVideoVDP()
         targets = pair_targets(s1, s2, spec.ratio, self.needed, self._fvvdp, timings, self.recipe)

@@ -1,0 +1,58 @@
+"""batch_targets (the loop's batched targets on the device) equals pair_targets (the worker computation it replaced)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.training.device_targets import batch_targets
+from models.training.pairs import PairSpec
+from models.training.targets import RECIPES, fvvdp_available, pair_targets
+
+
+def _batch(shapes: list[tuple[int, int, int]], seed: int = 0) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i, (t, h, w) in enumerate(shapes):
+        s1 = torch.randint(0, 256, (t, 3, h, w), dtype=torch.uint8, generator=g)
+        noise = torch.randint(-20, 21, s1.shape, generator=g)
+        s2 = s1.clone() if i == 0 else (s1.int() + noise).clamp(0, 255).to(torch.uint8)  # pair 0: identical
+        spec = PairSpec("s", "a", "b", (0, 0, w, h), False, False, 0, t, [], 0.5 + 0.1 * i, (11, 11))
+        items.append({"seq1": s1, "seq2": s2, "spec": spec})
+    return items
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+@pytest.mark.parametrize("shapes", [[(4, 40, 48)] * 3, [(4, 40, 48), (3, 36, 52), (4, 40, 48)]])
+def test_batch_targets_equal_the_worker_computation(recipe, shapes):
+    batch = _batch(shapes)
+    needed = (True, True, True, True, False)
+    got = batch_targets(batch, recipe, needed, "cpu").numpy()
+    want = np.stack([pair_targets(x["seq1"], x["seq2"], x["spec"].ratio, needed, recipe=RECIPES[recipe])
+                     for x in batch])
+    assert got.shape == (len(batch), 5) and got.dtype == np.float32 and np.isnan(got[:, 4]).all()
+    np.testing.assert_allclose(got[:, :3], want[:, :3], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got[:, 3], want[:, 3], rtol=0, atol=1e-5)
+    assert got[0, 0] == 1 and got[0, 1] == 1  # pair 0: identical sequences
+
+
+def test_batch_targets_in_chunks_equal_one_call():
+    batch = _batch([(3, 30, 30)] * 3 + [(2, 30, 30)])
+    whole = batch_targets(batch, "upstream", (True,) * 4 + (False,))
+    one_by_one = batch_targets(batch, "upstream", (True,) * 4 + (False,), chunk_values=1)
+    torch.testing.assert_close(whole, one_by_one, rtol=0, atol=1e-6, equal_nan=True)
+
+
+def test_batch_targets_skip_weight_zero_heads():
+    got = batch_targets(_batch([(2, 24, 24)] * 2), "upstream", (False, True, False, False, False)).numpy()
+    assert np.isnan(got[:, [0, 2, 3, 4]]).all() and np.isfinite(got[:, 1]).all()
+
+
+@pytest.mark.skipif(not fvvdp_available(), reason="pyfvvdp not installed")
+def test_batch_targets_fvvdp_equals_the_worker_computation():
+    batch = _batch([(4, 64, 64), (4, 64, 64)])
+    needed = (False, False, False, False, True)
+    got = batch_targets(batch, "upstream", needed).numpy()[:, 4]
+    want = [pair_targets(x["seq1"], x["seq2"], 0.5, needed, recipe=RECIPES["upstream"])[4] for x in batch]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
