@@ -78,13 +78,6 @@ def window_setting(cfg: AppConfig) -> int | None:
     return w
 
 
-def windows_for(n_frames: int, setting: int | None, stride: int, lim: Any) -> tuple[int, int]:
-    """(window, stride) for a sequence of ``n_frames``; (0, 0) = one pass."""
-    if setting is None:
-        return (lim.window, stride or lim.stride) if n_frames > lim.max_frames else (0, 0)
-    return (setting, stride or max(1, setting // 2)) if setting else (0, 0)
-
-
 def default_out(inputs: list[str]) -> Path:
     if len(inputs) == 1:
         p = Path(inputs[0])
@@ -130,7 +123,7 @@ def score_sequence(model: Any, path: Path, cfg: AppConfig, setting: int | None, 
                    ) -> tuple[Any, dict[str, Any], np.ndarray, tuple | None]:
     """(sequence, row, 384-d feature, (starts, ends, window scores, window, stride) or None for one pass)."""
     from models.nvs_sqa import MIN_FRAME_SIZE
-    from models.nvs_sqa.scorer import window_starts
+    from models.nvs_sqa.scorer import plan_windows
     from models.nvs_sqa.validity import FrameStats, check
 
     t0 = time.perf_counter()
@@ -138,14 +131,12 @@ def score_sequence(model: Any, path: Path, cfg: AppConfig, setting: int | None, 
     stats = FrameStats()
     feats = model.frame_features(seq, batch, progress=not cfg.quiet, stats=stats)  # the encoder runs once a frame
     n = len(feats)
-    w, s = windows_for(n, setting, cfg.stride, lim)
+    w, s = plan_windows(n, setting, cfg.stride, lim)
     row: dict[str, Any] = {"name": seq.name, "frames": n, "width": seq.width, "height": seq.height,
                            "source": seq.source}
     spans, score, reasons = None, None, []
     if w:
-        starts = window_starts(n, w, s)  # the windows of NVSSQA.window_scores, their representations kept
-        ends = np.minimum(starts + w, n)
-        reps = np.stack([model.aggregate(feats[a:b]) for a, b in zip(starts, ends, strict=True)])
+        starts, ends, reps = model.window_representations(feats, w, s)  # representations kept for the npz
         feature = reps.mean(axis=0)  # the ridge is linear: predict(feature) = the mean window score (float32)
         row["mode"] = f"windows {w}/{s} ×{len(starts)}"
         if not cfg.features_only:

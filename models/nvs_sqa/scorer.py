@@ -32,6 +32,15 @@ def window_starts(n_frames: int, window: int, stride: int) -> np.ndarray:
     return np.array(starts)
 
 
+def plan_windows(n_frames: int, window: int | None, stride: int, lim: Limits) -> tuple[int, int]:
+    """(window, stride) for a sequence of ``n_frames``; (0, 0) = one pass. ``window`` None = auto: one pass up to
+    ``lim.max_frames``, else the validated window; 0 = one pass; N = windows of N. ``stride`` 0 = the default
+    (the validated stride for auto, N/2 for N)."""
+    if window is None:
+        return (lim.window, stride or lim.stride) if n_frames > lim.max_frames else (0, 0)
+    return (window, stride or max(1, window // 2)) if window else (0, 0)
+
+
 @dataclass
 class WindowedScore:
     """Window scores of one sequence along its camera path; ``score`` is their mean."""
@@ -139,15 +148,20 @@ class NVSSQA:
                                                   max_value=max_value))
 
     @torch.inference_mode()
-    def window_scores(self, frame_feats: torch.Tensor, window: int, stride: int
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Score every window of ``window`` frames of per-frame features (T, 360), one every ``stride`` frames; the
-        last window ends at the last frame, so every frame is covered. Returns (starts, ends (exclusive), scores).
-        A sequence no longer than ``window`` is one window."""
+    def window_representations(self, frame_feats: torch.Tensor, window: int, stride: int
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The 384-d representation of every window of ``window`` frames of per-frame features (T, 360), one every
+        ``stride`` frames; the last window ends at the last frame, so every frame is covered. Returns (starts,
+        ends (exclusive), representations (N, 384)). A sequence no longer than ``window`` is one window."""
         t = len(frame_feats)
         starts = window_starts(t, window, stride)
         ends = np.minimum(starts + window, t)
-        reps = np.stack([self.aggregate(frame_feats[s:e]) for s, e in zip(starts, ends, strict=True)])
+        return starts, ends, np.stack([self.aggregate(frame_feats[s:e]) for s, e in zip(starts, ends, strict=True)])
+
+    def window_scores(self, frame_feats: torch.Tensor, window: int, stride: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, ends, JOD per window) of :meth:`window_representations`."""
+        starts, ends, reps = self.window_representations(frame_feats, window, stride)
         return starts, ends, self.predict(reps)
 
     def windows(self, source: Source, window: int | None = None, stride: int | None = None, batch_size: int = 4,
@@ -178,11 +192,7 @@ class NVSSQA:
         the validated length (scores of one long pass are not trustworthy: see docs/scoring.md); ``0``: always one
         pass; ``N``: windows of N frames every N/2.
         """
-        lim = Limits.load()
-        if window == "auto":
-            w, s = (lim.window, lim.stride) if len(frame_feats) > lim.max_frames else (0, 0)
-        else:
-            w, s = int(window), max(1, int(window) // 2)
+        w, s = plan_windows(len(frame_feats), None if window == "auto" else int(window), 0, Limits.load())
         if w == 0 or len(frame_feats) <= w:
             return float(self.predict(self.aggregate(frame_feats))[0]), "single"
         return float(np.mean(self.window_scores(frame_feats, w, s)[2])), f"windows {w}/{s}"
