@@ -24,7 +24,8 @@ from consts import RENDERS_DIR, RUNS_DIR
 from models import cli
 from models.errors import InputError
 from models.runtime import locate
-from models.training.loop import PRESETS, TrainConfig, resolve_preset, train
+from models.training.config import PRESETS, TrainConfig, resolve_preset
+from models.training.loop import train
 from models.training.pairs import link_example_renders
 
 log = logging.getLogger("train")

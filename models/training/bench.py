@@ -52,7 +52,8 @@ def _cpu() -> str:
 
 def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
     """Run ``steps`` steps of a preset (2 workers, no validation) and summarise its metrics.jsonl."""
-    from models.training.loop import make_config, train
+    from models.training.config import make_config
+    from models.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(preset, renders=renders, runs_dir=tmp, name="bench", val_pairs=0, workers=2,
@@ -79,7 +80,7 @@ def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
 
 def bench_targets(preset: str, renders: str, n: int) -> dict:
     """Seconds per pair for loading and each target at a preset's pair size (one process, one thread)."""
-    from models.training.loop import make_config
+    from models.training.config import make_config
     from models.training.pairs import PairDataset, scan_renders
 
     cfg = make_config(preset, renders=renders)

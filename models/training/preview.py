@@ -2,8 +2,8 @@
 
 No model, no optimisation, no run folder. The pairs come from the same objects as in
 :func:`models.training.loop.train`: the same renders check, ``PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch,
-needed)``, the same step order (:func:`models.training.loop.epoch_batches`, epoch after epoch) and the same
-DataLoader path (``collate_pairs``, ``worker_init``, ``cfg.workers`` processes). Batch k is optimisation step k+1
+needed)``, the same step order (:func:`models.training.config.epoch_batches`, epoch after epoch) and the same
+DataLoader (:func:`models.training.config.step_loader`). Batch k is optimisation step k+1
 of a new run with the same flags (the global batch: under DDP, all processes' shares together).
 
 ``DIR/batch_NNN.npz`` (``models.results.read_npz`` or ``np.load``, no pickle):
@@ -30,34 +30,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from consts import ROOT
-from models.errors import InputError
-from models.nvs_sqa import MIN_FRAME_SIZE
 from models.results import atomic_write_bytes, check_writable, write_npz
-from models.runtime import locate
-from models.training.loop import TrainConfig, epoch_batches
-from models.training.pairs import NOISES, PairDataset, collate_pairs, scan_renders, worker_init
-from models.training.targets import TARGETS, fvvdp_available
+from models.training.config import TrainConfig, epoch_batches, step_loader, training_scenes
+from models.training.pairs import NOISES, PairDataset
+from models.training.targets import TARGETS
 
 log = logging.getLogger(__name__)
 SHOWN_FRAMES = 4  # frames per sequence on the contact sheet
 
 
 def training_data(cfg: TrainConfig) -> tuple[PairDataset, int]:
-    """The training dataset and its pairs per epoch, built and checked as ``loop.train`` builds them."""
-    renders = locate(cfg.renders, ROOT, what="--renders",
-                     hint="lay out training renders as <folder>/<scene>__<method>/00000.png (preprocess.py)")
-    scenes = scan_renders(renders, MIN_FRAME_SIZE)
-    if cfg.weights[4] > 0 and not fvvdp_available():
-        raise InputError("pyfvvdp: not installed but the FovVideoVDP weight is > 0; `pip install pyfvvdp==1.2.2` "
-                         "or pass --weights 1 0.5 0.2 0 0")
-    if cfg.pairs.crop_min < MIN_FRAME_SIZE or cfg.pairs.crop_max < cfg.pairs.crop_min:
-        raise InputError(f"--crop-min {cfg.pairs.crop_min} / --crop-max {cfg.pairs.crop_max}: need "
-                         f"{MIN_FRAME_SIZE} ≤ crop-min ≤ crop-max (smallest input the encoder accepts)")
-    per_epoch = len(scenes) * cfg.scene_repeats
-    if per_epoch // cfg.batch_size == 0:
-        raise InputError(f"{cfg.renders}: {len(scenes)} scene(s) × {cfg.scene_repeats} repeats = {per_epoch} pairs "
-                         f"per epoch, fewer than --batch-size {cfg.batch_size}; raise --scene-repeats")
+    """The training dataset and its pairs per epoch, built and checked as ``loop.train`` builds them (targets
+    computed in the dataset: equal to the loop's batched ones, tests/training/test_device_targets.py)."""
+    _, scenes, per_epoch = training_scenes(cfg)
     needed = tuple(w > 0 for w in cfg.weights)
     # the batch size: upstream's per-batch crop (as loop.train passes it)
     ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed, recipe=cfg.recipe, batch_size=cfg.batch_size)
@@ -185,10 +170,7 @@ def preview(cfg: TrainConfig, out: str | Path, batches: int = 2) -> list[Path]:
         log.warning("the run has only %d steps: writing %d batches, not %d", len(steps), len(steps), batches)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    loader = torch.utils.data.DataLoader(  # as loop.train's loader
-        ds, batch_sampler=[ids for _, ids in steps], num_workers=cfg.workers, collate_fn=collate_pairs,
-        worker_init_fn=worker_init, generator=torch.Generator().manual_seed(cfg.seed),
-        prefetch_factor=2 if cfg.workers else None)
+    loader = step_loader(ds, [ids for _, ids in steps], cfg.workers, cfg.seed)  # as loop.train's
     written, missing = [], set()
     for k, ((epoch, ids), batch) in enumerate(zip(steps, loader, strict=True)):
         arrays = batch_arrays(batch, ids, k + 1, epoch, missing)

@@ -88,6 +88,8 @@ class Recipe:
     # "frame_index": the view encoder runs once per frame index over the B pairs, each sequence separately
     # (BatchNorm over B frames); "pair": once per pair over its 2·T frames
     encoder_batching: Literal["frame_index", "pair"]
+    # epoch checkpoints kept besides every --save-every-th and the last: upstream keeps epochs 1..4 too (spec item 6)
+    keep_first_epochs: int = 0
 
     def __post_init__(self) -> None:
         # The pair builder implements these three together (sample_pair_upstream / sample_pair): no mixes.
@@ -98,7 +100,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "upstream": Recipe("upstream", replacement="all_or_nothing", crop="batch", crop_margin=(15, 5), noise="upstream",
                        ssim_padding="zero", map_per_frame=True, strred_scale=1.0, amp=False,
-                       encoder_batching="frame_index"),
+                       encoder_batching="frame_index", keep_first_epochs=4),
     "paper": Recipe("paper", replacement="positions", crop="pair", crop_margin=None, noise="paper",
                     ssim_padding="valid", map_per_frame=False, strred_scale=255.0, amp=True, encoder_batching="pair"),
 }
@@ -149,8 +151,8 @@ def noise_frame_upstream(frame: np.ndarray, key: int, rng: np.random.Generator,
     """The authors' noise on one full (H, W, 3) uint8 frame (spec item 3); returns uint8.
 
     0 Gaussian N(0, σ² = 0.1); 1 salt & pepper, amount 0.04 half and half, ceil(0.02·size) coordinates per kind
-    drawn per axis *including the channel axis* as randint(0, n − 1) (numpy's exclusive upper bound, as in the
-    common ``noisy()`` recipe upstream follows), salt value 1, pepper 0; 2 speckle x + x·N(0, 1); 3 Poisson with
+    drawn per axis *including the channel axis* as randint(0, n) (every index, upstream train_utils.py:388-397),
+    salt value 1, pepper 0; 2 speckle x + x·N(0, 1); 3 Poisson with
     v = 2^ceil(log2 #unique values); 4 x·N(1, 0.05); 5 JPEG (PIL) quality randint[lo, hi] per frame; 6–11 none.
     After 0–4: clip to [0, 255], then truncation to uint8 (``astype``).
     """
@@ -177,7 +179,7 @@ def noise_values_upstream(frame: np.ndarray, key: int, rng: np.random.Generator)
     elif kind == "salt_pepper":
         for value in (1.0, 0.0):  # salt (value 1, as upstream), then pepper
             n = int(np.ceil(0.04 * x.size * 0.5))
-            x[tuple(rng.integers(0, max(d - 1, 1), n) for d in x.shape)] = value
+            x[tuple(rng.integers(0, d, n) for d in x.shape)] = value  # train_utils.py: randint(0, i, n)
     elif kind == "speckle":
         x = x + x * rng.standard_normal(x.shape)
     elif kind == "poisson":

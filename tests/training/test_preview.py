@@ -11,7 +11,8 @@ from PIL import Image
 
 from models.results import read_npz
 from models.training import loop
-from models.training.loop import epoch_batches, make_config, train
+from models.training.config import epoch_batches, make_config
+from models.training.loop import train
 from models.training.preview import preview, training_data
 from models.training.targets import TARGETS
 

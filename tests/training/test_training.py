@@ -16,7 +16,8 @@ from PIL import Image
 import consts
 from models.errors import InputError
 from models.results import write_json
-from models.training.loop import TrainConfig, epoch_batches, make_config, train
+from models.training.config import TrainConfig, epoch_batches, make_config
+from models.training.loop import train
 from models.training.pairs import (
     NOISES,
     RECIPES,
@@ -393,7 +394,7 @@ def test_ddp_gloo_two_processes(tmp_path, renders):
 @pytest.mark.parametrize("batching", ["pair", "frame_index"])
 def test_gradient_checkpointing_gives_the_same_gradients(batching):
     from models.nvs_sqa import ModelConfig
-    from models.training.loop import ContrastiveModel, head_losses
+    from models.training.contrastive import ContrastiveModel, head_losses
 
     g = torch.Generator().manual_seed(0)
     pairs = [tuple((torch.rand(1, 3, 69, 69, generator=g) * 255).to(torch.uint8) for _ in range(2)) for _ in range(2)]
@@ -406,3 +407,13 @@ def test_gradient_checkpointing_gives_the_same_gradients(batching):
         head_losses(*model(pairs), targets).sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     assert all(torch.allclose(grads[0][n], grads[1][n], rtol=1e-5, atol=1e-7) for n in grads[0])
+
+
+@pytest.mark.parametrize(("recipe", "kept"), [("upstream", [1, 2, 3, 4, 5, 10, 12]), ("paper", [5, 10, 12])])
+def test_kept_epoch_checkpoints_follow_the_recipe(recipe, kept):
+    """Upstream keeps epochs 1–4 and every 5th (spec item 6); the paper recipe every --save-every and the last."""
+    from models.training.loop import kept_epoch
+    from models.training.targets import get_recipe
+
+    cfg = make_config("cpu-smoke", recipe=recipe, epochs=12, save_every=5)
+    assert [e for e in range(1, 13) if kept_epoch(e, cfg, get_recipe(recipe))] == kept

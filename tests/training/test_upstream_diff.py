@@ -24,7 +24,7 @@ import torch
 from consts import ROOT
 from models.nvs_sqa import ModelConfig
 from models.ssim import gaussian_window
-from models.training.loop import ContrastiveModel
+from models.training.contrastive import ContrastiveModel
 from models.training.pairs import (
     NOISES,
     RECIPES,
@@ -218,6 +218,8 @@ def test_upstream_noise_moments():
     assert set(np.unique(sp)) == {0.0, 1.0, 100.0}  # salt is 1, not 255
     assert 0.9 * n < np.sum(sp == 1) <= n and 0.9 * n < np.sum(sp == 0) <= n  # collisions only lower the counts
     assert np.sum(sp[:, :, 0] != 100) > 0 and np.sum(sp[:, :, 1] != 100) > 0  # the channel axis is drawn too
+    # randint(0, i): every index, the last row, column and channel included
+    assert (sp[:, :, 2] != 100).any() and (sp[-1] != 100).any() and (sp[:, -1] != 100).any()
     # after keys 0–4: clip, then truncation (not rounding) to uint8
     for key in range(5):
         want = np.clip(noise_values_upstream(frame, key, np.random.default_rng(7)), 0, 255).astype(np.uint8)
