@@ -214,7 +214,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         row = {"kind": "step", "step": step, "epoch": epoch, "loss": float((per_head * weights).sum()),
                "head_loss": {n: (float(per_head[k]) if needed[k] else None) for k, n in enumerate(TARGETS)},
                "pairs": len(batch) * dist.world, "data_s": data_s, "targets_s": tt - t0, "forward_s": t1 - tt,
-               "backward_s": t2 - t1, "worker_s": {"load": sum(b["timings"]["load"] for b in batch)}}
+               "backward_s": t2 - t1,
+               "worker_s": {k: sum(b["timings"][k] for b in batch) for k in ("load", "load_cpu")}}
         metrics.add(row)
         if bar is not None:
             bar.update(1)

@@ -269,7 +269,8 @@ def pair_targets(
 ) -> np.ndarray:  # fmt: skip
     """The five targets in [−1, 1] of one pair: (T, 3, H, W) uint8 sequences; NaN where ``needed`` is False.
 
-    ``timings`` (optional) receives the seconds spent per target, for the benchmark. ``recipe`` (a
+    ``timings`` (optional) receives the CPU seconds of this thread spent per target, for the benchmark (CPU time:
+    a loaded machine does not inflate it; with one torch thread it is the whole cost). ``recipe`` (a
     :class:`Recipe`; None = the paper's) picks the target details that differ.
     """
     recipe = recipe or RECIPES["paper"]
@@ -279,10 +280,10 @@ def pair_targets(
     a, b = seq1.float() / 255, seq2.float() / 255
 
     def timed(name: str, fn):  # noqa: ANN001, ANN202
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         v = fn()
         if timings is not None:
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+            timings[name] = timings.get(name, 0.0) + time.thread_time() - t0
         return v
 
     if needed[0] and recipe.map_per_frame:  # float64: upstream's formula without fp32 cancellation (~5e-6)
