@@ -186,3 +186,6 @@ CROSSSCORE_TRAIN_SHORT_SIDE: Final = 540  # train: resize short side, then rando
 CROSSSCORE_TRAIN_CROP: Final = 518
 CROSSSCORE_TINY_DIR: Final = CHECKPOINTS_DIR / "crossscore-tiny"  # made by `make crossscore-demo`
 CROSSSCORE_UPSTREAM_CKPT: Final = "CrossScore-v1.0.0.ckpt"  # 129 MB Lightning checkpoint (not fetchable here)
+# The offline demo model, committed (self-trained by `make crossscore-demo`, packed to one file): predict's default.
+CROSSSCORE_DEMO_MODEL: Final = EXAMPLES_DIR / ".crossscore-demo.pth"  # hidden: app.py scores examples/
+CROSSSCORE_DEMO_SHA256: Final = "1b322beb1383a512e4ec080296b4c261d363320ccfa494db29d146e41f7ac989"

@@ -24,7 +24,15 @@ from models.crossscore.options import (
     TestConfig,
     locate_checkpoints,
 )
-from models.crossscore.predict import PRED_COLUMNS, SCORE_HELP, TEST_COLUMNS, predict_maps, score_dataset
+from models.crossscore.predict import (
+    PRED_COLUMNS,
+    SCORE_HELP,
+    TEST_COLUMNS,
+    UPSTREAM_PRED_COLUMNS,
+    predict_maps,
+    score_dataset,
+    upstream_rows,
+)
 from models.results import table, write_csv, write_json
 
 # subcommand -> (its config, its one-line help)
@@ -45,20 +53,24 @@ def parse_args(argv: list[str] | None = None) -> Any:
 def run_predict(cfg: PredictConfig) -> int:
     r = predict_maps(cfg)
     write_csv(r.out / "scores.csv", r.rows, PRED_COLUMNS)
+    write_csv(r.out / "scores_upstream.csv", upstream_rows(r.rows), UPSTREAM_PRED_COLUMNS)
     write_json(r.out / "scores.json", {**r.meta, "help": SCORE_HELP, "rows": r.rows})
     print(table([{**row, "image": Path(row["image"]).name} for row in r.rows], ["image", "pred_ssim", "true_ssim"]))
-    print(f"{SCORE_HELP}\nwrote maps/, figures/, scores.csv, scores.json to {r.out}")
+    extra = "attention/, " if cfg.attention else ""
+    print(f"{SCORE_HELP}\nwrote maps/, figures/, {extra}scores.csv, scores_upstream.csv (upstream's columns), "
+          f"scores.json to {r.out}")
     return 0
 
 
 def run_test(cfg: TestConfig) -> int:
     r = score_dataset(cfg)
-    write_csv(r.out / "per_image.csv", r.rows, list(r.rows[0]))
+    write_csv(r.out / "per_image.csv", r.rows, [k for k in r.rows[0] if not k.startswith("_")])  # _: pixel sums
     write_csv(r.out / "summary.csv", r.summary, TEST_COLUMNS)
     write_json(r.out / "summary.json", {**r.meta, "rows": r.summary})
     print(table(r.summary, TEST_COLUMNS))
     print("L1 and PSNR (= -10·log10(L1²)) of the maps, mean per-image pixel Pearson, SRCC of per-image means; "
-          f"wrote per_image.csv, summary.csv, summary.json to {r.out}")
+          "upstream_*: upstream's test metrics (batches of 24, Pearson pooled over a batch's pixels; quote these "
+          f"against the paper); wrote per_image.csv, summary.csv, summary.json to {r.out}")
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from consts import CKPT_CONFIG, CKPT_WEIGHTS
+from consts import CKPT_CONFIG, CKPT_WEIGHTS, CROSSSCORE_DEMO_MODEL, CROSSSCORE_DEMO_SHA256
 from models.crossscore.network import CrossScoreConfig, CrossScoreNet
 from models.errors import InputError
 from models.results import atomic_write_bytes, atomic_write_json, sha256_file
@@ -182,8 +182,9 @@ def load_model(path: str | Path, backbone: str | None = None) -> tuple[CrossScor
     """
     p = Path(path)
     if not p.exists():
-        raise InputError(f"{p}: checkpoint not found; run `make crossscore-demo` for the offline model, or pass "
-                         "--checkpoint FOLDER|CrossScore-v1.0.0.ckpt")
+        from models.crossscore.options import CKPT_HINT
+
+        raise InputError(f"{p}: checkpoint not found; {CKPT_HINT}")
     if p.is_file() and p.suffix != ".pth":
         bcfg = None
         if backbone and (Path(backbone) / "config.json").is_file():  # a transformers folder's config.json
@@ -191,31 +192,65 @@ def load_model(path: str | Path, backbone: str | None = None) -> tuple[CrossScor
             bcfg = {k: raw[k] for k in _bb_keys() if k in raw}
         net = load_upstream(p, bcfg)
         return net, {"checkpoint": str(p), "checkpoint_sha256": sha256_file(p), "format": "upstream-lightning"}
+    single = _single_file(p)
     folder, weights = (p.parent, p) if p.is_file() else (p, p / CKPT_WEIGHTS)
-    cfg_path = folder / CKPT_CONFIG
-    if not cfg_path.is_file() or not weights.is_file():
+    cfg_path = weights if single else folder / CKPT_CONFIG
+    if not single and (not cfg_path.is_file() or not weights.is_file()):
         raise InputError(f"{folder}: needs {CKPT_CONFIG} and {CKPT_WEIGHTS}; not a CrossScore checkpoint folder")
     try:
-        d = json.loads(cfg_path.read_text())
+        d = dict(single["config"]) if single else json.loads(cfg_path.read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"{cfg_path}: unreadable ({e}); re-create the checkpoint") from None
     d.pop("meta", None)
     cfg = CrossScoreConfig.from_dict(d, str(cfg_path))
     if not cfg.backbone_config:
         raise InputError(f"{cfg_path}: no backbone_config; not written by crossscore.py train")
-    state = load_tensors(weights)
+    state = single["model"] if single else load_tensors(weights)
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):
         raise InputError(f"{weights}: not a state_dict; not a CrossScore checkpoint")
     net = CrossScoreNet(cfg)
     _fill(net, state, weights)
-    return net.eval(), {"checkpoint": str(folder), "checkpoint_sha256": sha256_file(weights), "format": "folder"}
+    sha = sha256_file(weights)
+    if single and p.resolve() == CROSSSCORE_DEMO_MODEL.resolve() and sha != CROSSSCORE_DEMO_SHA256:
+        log.warning("%s: sha256 %s is not the committed demo model's (%s): the file was changed; `git checkout` "
+                    "it for the documented numbers", p, sha[:12], CROSSSCORE_DEMO_SHA256[:12])
+    return net.eval(), {"checkpoint": str(p if single else folder), "checkpoint_sha256": sha,
+                        "format": "single-file" if single else "folder"}
+
+
+def _single_file(p: Path) -> dict[str, Any] | None:
+    """A one-file model (``{"config": ..., "model": state_dict}``, as the committed demo model), else None."""
+    if not (p.is_file() and p.suffix == ".pth"):
+        return None
+    obj = load_tensors(p)
+    if isinstance(obj, dict) and isinstance(obj.get("config"), dict) and isinstance(obj.get("model"), dict):
+        return obj
+    return None
+
+
+def pack(folder: str | Path, out: str | Path) -> str:
+    """Our model folder -> one ``.pth`` file (config with its meta + state_dict, loadable with
+    ``weights_only=True``); returns its sha256. Made the committed demo model (see docs/crossscore.md)."""
+    import io
+
+    folder = Path(folder)
+    config = json.loads((folder / CKPT_CONFIG).read_text())
+    config.get("meta", {}).pop("run", None)  # the local run folder: not part of the model (same bytes from any run)
+    obj = {"config": config, "model": load_tensors(folder / CKPT_WEIGHTS)}
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(out), buf.getvalue())
+    return sha256_file(Path(out))
 
 
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """What ``crossscore.py train`` recorded beside the weights (n_ref, sizes, mean target); {} for upstream."""
     p = Path(path)
+    single = _single_file(p)
+    if single:
+        return dict(single["config"].get("meta", {}))
     cfg = (p if p.is_dir() else p.parent) / CKPT_CONFIG
     try:
         return dict(json.loads(cfg.read_text()).get("meta", {})) if cfg.is_file() else {}

@@ -1,7 +1,10 @@
 """CrossScore testing: predictors (a network or the constant-map baseline), per-image rows, summary tables.
 
 The metrics of ``crossscore.py test`` and of the demo report: map L1, PSNR from L1 (-10·log10(L1²)), mean
-per-image pixel Pearson correlation, and the SRCC of the per-image mean SSIM.
+per-image pixel Pearson correlation, and the SRCC of the per-image mean SSIM. Beside them, upstream's test
+metrics (``upstream_*``, task/core.py ``on_test_batch_end``): consecutive batches of 24 images, per batch the
+L1 of all its pixels, PSNR from that L1 and the Pearson correlation *pooled over all pixels of the batch*, then
+averaged over the batches weighted by their size (Lightning's epoch mean): the numbers to compare with the paper.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from models.ssim import psnr_from_l1
 from models.stats import pearson
 
 Predictor = Callable[[dict[str, Any]], torch.Tensor]
+UPSTREAM_BATCH = 24  # upstream's test batch size (config/data/*.yaml, loader.validation.batch_size)
+_SUMS = ("_n", "_sa", "_sp", "_st", "_spp", "_stt", "_spt")  # per image: pixels, Σ|p−t|, Σp, Σt, Σp², Σt², Σpt
 
 
 def map_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -32,11 +37,24 @@ def map_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return pearson(a.detach().double().flatten().cpu().numpy(), b.detach().double().flatten().cpu().numpy())
 
 
-def net_predictor(net: CrossScoreNet, dev: torch.device, fp16: bool = False) -> Predictor:
-    """Batch -> (B, H, W) float32 score maps on the CPU from ``net`` on ``dev`` (fp16 autocast on CUDA)."""
+def autocast_for(dev: torch.device, precision: str) -> Any:
+    """The autocast context of ``precision``: "auto" = fp16 on CUDA (upstream predicts in 16-mixed), fp32 on
+    the CPU; "fp16" = fp16 autocast on any device (on the CPU: slow, only to measure the difference); "fp32"."""
+    if precision not in ("auto", "fp16", "fp32"):
+        raise InputError(f"--precision {precision}: unknown; use auto, fp16 or fp32")
+    if precision == "fp16" or (precision == "auto" and dev.type == "cuda"):
+        return torch.autocast(dev.type, dtype=torch.float16)
+    return nullcontext()
+
+
+def net_predictor(net: CrossScoreNet, dev: torch.device, fp16: bool = False, precision: str | None = None
+                  ) -> Predictor:
+    """Batch -> (B, H, W) float32 score maps on the CPU from ``net`` on ``dev``. ``precision`` (see
+    :func:`autocast_for`) wins over ``fp16`` (fp16 autocast on CUDA only)."""
+    precision = precision or ("auto" if fp16 else "fp32")
+
     def predict(batch: dict[str, Any]) -> torch.Tensor:
-        ctx = torch.autocast("cuda", dtype=torch.float16) if fp16 and dev.type == "cuda" else nullcontext()
-        with torch.no_grad(), ctx:
+        with torch.no_grad(), autocast_for(dev, precision):
             refs = batch["refs"].to(dev) if batch["refs"] is not None else None
             valid = batch["ref_valid"].to(dev) if batch["ref_valid"] is not None else None
             return net(batch["query"].to(dev), refs, valid)["score_map"].float().cpu()
@@ -67,9 +85,36 @@ def evaluate(predict: Predictor, items: Sequence[Item], n_ref: int, short_side: 
             for (it, _s), p, t in zip(group, pred, batch["target"], strict=True):
                 rows.append({"dataset": it.dataset, "method": it.method, "scene": it.scene, "image": str(it.query),
                              "true_ssim": float(t.mean()), "pred_ssim": float(p.mean()),
-                             "l1": float((p - t).abs().mean()), "pearson": map_pearson(p, t)})
+                             "l1": float((p - t).abs().mean()), "pearson": map_pearson(p, t),
+                             **_sums(p, t)})
             bar.update(len(group))
     return rows
+
+
+def _sums(p: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
+    p, t = p.detach().double().flatten(), t.detach().double().flatten()
+    vals = (p.numel(), (p - t).abs().sum(), p.sum(), t.sum(), (p * p).sum(), (t * t).sum(), (p * t).sum())
+    return {k: float(v) for k, v in zip(_SUMS, vals, strict=True)}
+
+
+def upstream_metrics(rows: Sequence[dict[str, Any]], batch: int = UPSTREAM_BATCH) -> dict[str, float]:
+    """Upstream's aggregate over ``rows`` in their order: L1, PSNR from L1 and pooled Pearson per batch of
+    ``batch`` images, averaged over batches weighted by their size (see the module docstring)."""
+    l1s, psnrs, corrs, sizes = [], [], [], []
+    for i in range(0, len(rows), batch):
+        n, sa, sp, st, spp, stt, spt = (sum(r[k] for r in rows[i:i + batch]) for k in _SUMS)
+        l1 = sa / n
+        cov, vp, vt = spt - sp * st / n, spp - sp * sp / n, stt - st * st / n
+        l1s.append(l1)
+        psnrs.append(psnr_from_l1(l1))
+        flat = vp <= 1e-12 * max(spp, 1e-300) or vt <= 1e-12 * max(stt, 1e-300)  # constant up to rounding
+        corrs.append(float("nan") if flat else cov / math.sqrt(vp * vt))
+        sizes.append(len(rows[i:i + batch]))
+    if not sizes:
+        return {"upstream_l1": float("nan"), "upstream_psnr": float("nan"), "upstream_pearson": float("nan")}
+    w = np.asarray(sizes, np.float64) / sum(sizes)
+    return {"upstream_l1": float(np.dot(w, l1s)), "upstream_psnr": float(np.dot(w, psnrs)),
+            "upstream_pearson": float(np.dot(w, corrs))}  # nan when a batch is constant (upstream: nan too)
 
 
 def summarise(rows: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], tuple[str, str]] | None = None,
@@ -92,12 +137,13 @@ def summarise(rows: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], tu
         srcc = float(spearmanr(pred, true).statistic) if len(rs) > 2 and np.ptp(pred) > 0 else float("nan")
         out.append({"dataset": ds, "method": m, "n": len(rs), "l1": l1, "psnr": psnr_from_l1(l1),
                     "pearson": float(np.mean(pr)) if pr else float("nan"), "srcc": srcc,
-                    "true_ssim": float(np.mean(true)), "pred_ssim": float(np.mean(pred))})
+                    "true_ssim": float(np.mean(true)), "pred_ssim": float(np.mean(pred)),
+                    **(upstream_metrics(rs) if all("_n" in r for r in rs) else {})})
     return out
 
 
 def make_predictor(checkpoint: str, baseline: str = "none", backbone: str | None = None, device: str = "cpu",
-                   n_ref: int = -1) -> tuple[Predictor, int, dict[str, Any]]:
+                   n_ref: int = -1, precision: str = "auto") -> tuple[Predictor, int, dict[str, Any]]:
     """The predictor of ``test``: a checkpoint's network, or (``baseline="constant"``) its mean training target
     as a constant map. Returns (predictor, references per query, provenance)."""
     net, info = load_model(checkpoint, backbone)
@@ -112,4 +158,5 @@ def make_predictor(checkpoint: str, baseline: str = "none", backbone: str | None
     if baseline != "none":
         raise InputError(f"--baseline {baseline}: unknown; use none or constant")
     dev = resolve_device(device)
-    return net_predictor(net.to(dev), dev, fp16=True), n, {**info, "device": str(dev)}
+    return net_predictor(net.to(dev), dev, precision=precision), n, {**info, "device": str(dev),
+                                                                      "precision": precision}

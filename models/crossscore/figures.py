@@ -70,3 +70,38 @@ def write_figure(path: Path, query: np.ndarray, pred: np.ndarray, refs: Sequence
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def write_attention_figure(path: Path, query: np.ndarray, refs: Sequence[np.ndarray], attn: np.ndarray,
+                           patches: Sequence[tuple[int, int]], patch: int = 14, ref_names: Sequence[str] = (),
+                           dpi: int = 72) -> None:
+    """One row per chosen query patch: the query with the patch boxed, then each reference with that patch's
+    cross-attention (``attn``: (P, N_ref, Nh, Nw), one head of the last decoder layer) over it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = len(refs)
+    fig, axes = plt.subplots(len(patches), 1 + n, figsize=(3.2 * (1 + n), 2.9 * len(patches)), squeeze=False)
+    for row, (r, c) in enumerate(patches):
+        axes[row, 0].imshow(query)
+        axes[row, 0].add_patch(Rectangle((c * patch - 0.5, r * patch - 0.5), patch, patch, fill=False, lw=2,
+                                         edgecolor="red"))
+        axes[row, 0].set_title(f"query patch ({r}, {c})", fontsize=9)
+        vmax = float(attn[row].max()) or 1.0  # one scale per row: the references compete for the attention
+        for i, ref in enumerate(refs):
+            h, w = attn.shape[2] * patch, attn.shape[3] * patch
+            heat = np.kron(attn[row, i], np.ones((patch, patch)))
+            axes[row, 1 + i].imshow(ref[:h, :w])
+            axes[row, 1 + i].imshow(heat, cmap="inferno", alpha=0.6, vmin=0, vmax=vmax)
+            name = ref_names[i] if i < len(ref_names) else f"reference {i + 1}"
+            axes[row, 1 + i].set_title(f"{name}: {attn[row, i].sum():.2f} of the attention", fontsize=8)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -11,7 +11,10 @@ attends to the query's own tokens: the *no-reference variant* of the same networ
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,8 @@ class CrossScoreConfig:
     n_layers: int = 2  # decoder layers
     ff_dim: int = 0  # decoder feed-forward width; 0 = hidden size (upstream)
     seed: int = 0  # seeds the positional table and the randomly initialised parts
+    # DINOv2 position-embedding interpolation for a token grid other than the table's (see POS_RULES)
+    pos_interp: str = "hf-4.33"
     version: str = "crossscore-v1"
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,6 +55,10 @@ class CrossScoreConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"{source}: unknown CrossScore config field(s) {unknown}; is this a CrossScore config?")
+        if "pos_interp" not in d:  # written before the field existed: trained and tested under transformers 5.x
+            d = {**d, "pos_interp": "hf-5"}
+        if d["pos_interp"] not in POS_RULES:
+            raise InputError(f"{source}: pos_interp {d['pos_interp']!r} is not one of {sorted(POS_RULES)}")
         return cls(**d)
 
 
@@ -78,6 +87,40 @@ def build_backbone(spec: str, config: dict[str, Any] | None = None) -> tuple[nn.
             "run time (fetch once with `hf download facebook/dinov2-small --local-dir DIR` where a network is)"
         ) from None
     return model.eval(), _config_dict(model.config)
+
+
+def _interp_hf433(self: nn.Module, embeddings: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """transformers 4.33.3's ``Dinov2Embeddings.interpolate_pos_encoding`` (upstream's pinned version): bicubic
+    with ``scale_factor=((h + 0.1) / N, (w + 0.1) / N)``, skipped only for a square image of the table's grid."""
+    pos = self.position_embeddings
+    n_patches, n_pos = embeddings.shape[1] - 1, pos.shape[1] - 1
+    if n_patches == n_pos and height == width:
+        return pos
+    dim, side = embeddings.shape[-1], math.sqrt(n_pos)  # a float, as 4.33.3 divides by it
+    gh, gw = height // self.config.patch_size + 0.1, width // self.config.patch_size + 0.1
+    table = pos[:, 1:].reshape(1, int(side), int(side), dim).permute(0, 3, 1, 2)
+    # fp32 whatever the autocast: upstream's parameters are fp32 under Lightning's 16-mixed
+    table = F.interpolate(table.float(), scale_factor=(gh / side, gw / side), mode="bicubic", align_corners=False)
+    if table.shape[-2:] != (int(gh), int(gw)):
+        raise ValueError(f"position table resized to {tuple(table.shape[-2:])}, not {(int(gh), int(gw))}")
+    table = table.to(pos.dtype).permute(0, 2, 3, 1).reshape(1, -1, dim)
+    return torch.cat((pos[:, :1], table), dim=1)
+
+
+# "hf-4.33": upstream's rule (transformers 4.33.3, the version upstream pins; the only one valid for the real
+# CrossScore-v1.0.0.ckpt). "hf-5": the installed transformers' own rule (bicubic to size=(h, w)).
+POS_RULES = {"hf-4.33": _interp_hf433, "hf-5": None}
+
+
+def set_pos_interpolation(backbone: nn.Module, rule: str) -> None:
+    """Make ``backbone`` (a ``Dinov2Model``) interpolate its position table by ``rule`` (see ``POS_RULES``)."""
+    if rule not in POS_RULES:
+        raise InputError(f"position-embedding rule {rule!r} is not one of {sorted(POS_RULES)}")
+    emb = backbone.embeddings
+    if "interpolate_pos_encoding" in vars(emb):  # undo an earlier choice
+        del emb.interpolate_pos_encoding
+    if POS_RULES[rule] is not None:
+        emb.interpolate_pos_encoding = types.MethodType(POS_RULES[rule], emb)
 
 
 def _config_dict(cfg: Any) -> dict[str, Any]:
@@ -127,7 +170,8 @@ class DecoderLayer(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, d: int, n_heads: int, ff: int, n_layers: int):
         super().__init__()
-        self.layers = nn.ModuleList(DecoderLayer(d, n_heads, ff) for _ in range(n_layers))
+        layer = DecoderLayer(d, n_heads, ff)  # upstream (nn.TransformerDecoder): copies of one initialised layer
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(n_layers))
 
     def forward(self, x, mem, mem_pad, need_weights):
         w = None
@@ -164,6 +208,7 @@ class CrossScoreNet(nn.Module):
         self.register_buffer("img_mean_std", torch.tensor([*IMAGENET_MEAN, *IMAGENET_STD]))
         self.backbone = backbone
         self.backbone.requires_grad_(cfg.train_backbone)
+        set_pos_interpolation(self.backbone, cfg.pos_interp)
         gen = torch.Generator().manual_seed(cfg.seed)
         self.pos_enc_fn = MultiViewPE(cfg.pe_h, cfg.pe_w, d, gen)
         self.ref_cross = CrossReferenceNet(d, self.patch, cfg.n_heads, cfg.ff_dim or d, cfg.n_layers)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from consts import (
     CHECKPOINTS_DIR,
+    CROSSSCORE_DEMO_MODEL,
     CROSSSCORE_N_REF,
-    CROSSSCORE_TINY_DIR,
     CROSSSCORE_TRAIN_CROP,
     CROSSSCORE_TRAIN_SHORT_SIDE,
     EXAMPLES_DIR,
@@ -26,10 +26,10 @@ _GROUP = "model and run options"
 class ModelOptions:
     """Options shared by ``predict`` and ``test``: which model, how images are sized and batched, where it runs."""
 
-    checkpoint: str = opt(str(CROSSSCORE_TINY_DIR), "checkpoint folder (config.json + model.pth) or upstream "
-                          "CrossScore-v1.0.0.ckpt: a path, else a name under checkpoints/ or runs/ (e.g. "
-                          "my-run/model) (default: checkpoints/crossscore-tiny, made by `make crossscore-demo`)",
-                          group=_GROUP)
+    checkpoint: str = opt(str(CROSSSCORE_DEMO_MODEL), "checkpoint folder (config.json + model.pth), one-file "
+                          ".pth or upstream CrossScore-v1.0.0.ckpt: a path, else a name under checkpoints/ or runs/ "
+                          "(e.g. my-run/model, crossscore-tiny) (default: the committed offline demo model "
+                          "examples/.crossscore-demo.pth)", group=_GROUP)
     backbone: str | None = opt(None, "for an upstream .ckpt: a transformers DINOv2 folder whose config.json gives "
                                "the backbone shape (default: inferred, DINOv2-S)", group=_GROUP)
     short_side: int = opt(-1, "resize the short side to this before scoring (default: as the checkpoint was "
@@ -37,7 +37,10 @@ class ModelOptions:
     seed: int | None = opt(None, "draw references at random with this seed (default: deterministic spread over "
                            "the sorted reference folder)", group=_GROUP)
     batch_size: int = opt(8, "images per network call", min=1, group=_GROUP)
-    device: str = opt("cpu", "cpu | cuda (fp16 autocast) | auto (cuda if present)", choices=DEVICES, group=_GROUP)
+    device: str = opt("cpu", "cpu | cuda | auto (cuda if present)", choices=DEVICES, group=_GROUP)
+    precision: str = opt("auto", "auto: fp16 autocast on CUDA (upstream's 16-mixed), fp32 on the CPU | fp32 | "
+                         "fp16 (autocast on any device; on the CPU only to measure the difference)",
+                         choices=("auto", "fp32", "fp16"), group=_GROUP)
     threads: int = opt(0, "torch CPU threads (default: torch's choice)", min=0, group=_GROUP)
     quiet: bool = opt(False, "no progress bars or info messages", group=_GROUP)
 
@@ -51,6 +54,10 @@ class PredictConfig(ModelOptions):
     gt: str | None = opt(None, "ground truth (an image, or a folder with the query file names): adds the true map")
     n_ref: int = opt(CROSSSCORE_N_REF, "references per query; fewer available are masked, not padded", min=0)
     out: str = opt(str(RUNS_DIR / "crossscore-predict"), "output folder (default runs/crossscore-predict)")
+    attention: str | None = opt(None, "also write attention/<name>.png: the last decoder layer's cross-attention "
+                                "(one head) of query patches over the references: 'centre' (upstream's choice) "
+                                "or token coordinates 'ROW,COL[;ROW,COL...]'")
+    attn_head: int = opt(0, "attention head shown by --attention (upstream: 0)", min=0)
 
 
 @dataclass
@@ -116,7 +123,9 @@ class DemoDataConfig:
     quiet: bool = opt(False, "no info messages")
 
 
-CKPT_HINT = "run `make crossscore-demo` for the offline model, or pass --checkpoint FOLDER|CrossScore-v1.0.0.ckpt"
+CKPT_HINT = ("the default examples/.crossscore-demo.pth is committed (`git checkout examples/.crossscore-demo.pth`); "
+             "`make crossscore-demo` trains the offline model into checkpoints/crossscore-tiny (then --checkpoint "
+             "crossscore-tiny); or pass --checkpoint FOLDER|CrossScore-v1.0.0.ckpt")
 
 
 def locate_checkpoints(cfg: object) -> None:

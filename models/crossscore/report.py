@@ -31,7 +31,8 @@ from models.results import atomic_write_bytes, stamp, table, write_json
 from models.runtime import set_threads
 
 log = logging.getLogger(__name__)
-COLUMNS = ("model", "subset", "n", "l1", "psnr", "pearson", "srcc", "pred_ssim", "true_ssim")
+COLUMNS = ("model", "subset", "n", "l1", "psnr", "pearson", "srcc", "pred_ssim", "true_ssim", "upstream_l1",
+           "upstream_psnr", "upstream_pearson")
 
 
 @dataclass
@@ -82,7 +83,8 @@ def report(data: Path, checkpoint: str, noref: str, out: Path, figure: Path, sho
     md = ["# CrossScore offline demo: held-out frames (made by `make crossscore-demo`)", "",
           f"Machine: {meta['machine']}. Data: {data} ({len(items)} renders). Pearson = mean per-image pixel "
           "correlation of predicted and true SSIM maps; SRCC = Spearman of per-image mean SSIM; PSNR = "
-          "-10·log10(L1²). A constant map has no correlation (nan).", "",
+          "-10·log10(L1²). A constant map has no correlation (nan). upstream_*: upstream's test metrics (batches "
+          "of 24 renders in dataset order, Pearson pooled over a batch's pixels, weighted mean over batches).", "",
           table(results, COLUMNS, fmt="github"), ""]
     atomic_write_bytes(out.with_suffix(".md"), "\n".join(md).encode())
     _figure(items, checkpoint, figure, short_side)

@@ -101,6 +101,7 @@ def test_test_command_tables(data, model, tmp_path):
         assert rc == 0
         rows = {(r["dataset"], r["method"]): r for r in csv.DictReader(open(out / "summary.csv"))}
         assert set(rows) == {("data", "flat"), ("data", "noise"), ("all", "all")} and rows[("all", "all")]["n"] == "12"
+        assert float(rows[("all", "all")]["upstream_l1"]) == pytest.approx(float(rows[("all", "all")]["l1"]), abs=1e-6)
     const = list(csv.DictReader(open(tmp_path / "constant" / "per_image.csv")))
     assert len({r["pred_ssim"] for r in const}) == 1
 
@@ -150,3 +151,50 @@ def test_checkpoint_by_name_under_runs(data, model, tmp_path, monkeypatch, capsy
     assert rc == 0
     meta = json.loads((tmp_path / "o" / "scores.json").read_text())
     assert meta["checkpoint"] == str(model / "model") and meta["config"]["checkpoint"] == str(model / "model")
+
+
+def test_predict_upstream_csv_attention_and_precision(data, model, tmp_path, capsys):
+    q = data / "scene" / "a" / "renders" / "noise" / "a0.png"
+    base = ["predict", str(q), "--references", str(data / "scene" / "b" / "gt"), "--checkpoint", str(model / "model"),
+            "--quiet", "--n-ref", "2"]
+    assert crossscore.main([*base, "--out", str(tmp_path / "a"), "--attention", "0,0;1,2"]) == 0
+    out = tmp_path / "a"
+    up = list(csv.DictReader((out / "scores_upstream.csv").open()))
+    ours = list(csv.DictReader((out / "scores.csv").open()))
+    assert list(up[0]) == ["scene_name", "rendered_dir", "image_name", "pred_ssim_0_1"]
+    assert up[0]["scene_name"] == "scene" and up[0]["image_name"] == "a0.png"  # <scene>/<split>/<dir>/<dir>/<img>
+    assert up[0]["rendered_dir"] == str(q.parents[1]) and up[0]["pred_ssim_0_1"] == f"{float(ours[0]['pred_ssim']):.4f}"
+    fig = Image.open(out / ours[0]["attention"])
+    assert ours[0]["attention"] == "attention/a0.png" and fig.size[0] > fig.size[1]  # 2 rows x (query + 2 refs)
+    # fp16 autocast (the CUDA default) vs fp32 on the same inputs: close, not identical
+    assert crossscore.main([*base, "--out", str(tmp_path / "h"), "--precision", "fp16"]) == 0
+    half, full = np.load(tmp_path / "h" / "maps" / "a0.npy"), np.load(out / "maps" / "a0.npy")
+    assert 0 < np.abs(half - full).max() < 0.02
+    for bad, msg in ((["--attention", "middle"], "use 'centre' or token coordinates"),
+                     (["--attention", "5,0"], "the token grid is 2 rows x 3 columns"),
+                     (["--attention", "centre", "--attn-head", "9"], "the decoder has 8 heads")):
+        capsys.readouterr()
+        assert crossscore.main([*base, "--out", str(tmp_path / "bad"), *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err
+
+
+def test_committed_demo_model_predicts_by_default(tmp_path, capsys):
+    from consts import CROSSSCORE_DEMO_MODEL, CROSSSCORE_DEMO_SHA256
+    from models.results import sha256_file
+
+    assert sha256_file(CROSSSCORE_DEMO_MODEL) == CROSSSCORE_DEMO_SHA256  # committed: predict works after setup
+    frames = sorted((EXAMPLES_DIR / "Giraffe+NeRF").glob("*.jpg"))
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for f in frames[20:26:2]:
+        (refs / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "out"
+    assert crossscore.main(["predict", str(frames[21]), "--references", str(refs), "--out", str(out), "--quiet"]) == 0
+    meta = json.loads((out / "scores.json").read_text())
+    assert meta["checkpoint_sha256"] == CROSSSCORE_DEMO_SHA256 and meta["pos_interp"] == "hf-4.33"
+    assert np.load(out / "maps" / f"{frames[21].stem}.npy").shape[0] == 112  # trained at 112: predicts at 112
+    capsys.readouterr()
+    assert crossscore.main(["predict", str(frames[21]), "--references", str(refs), "--checkpoint",
+                            str(tmp_path / "crossscore-demo.pth"), "--quiet"]) == 2
+    assert "`make crossscore-demo` trains the offline model" in capsys.readouterr().err

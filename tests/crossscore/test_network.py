@@ -216,3 +216,25 @@ def test_full_size_parameter_counts_match_the_spec():
     net = CrossScoreNet(CrossScoreConfig(backbone_config=dict(CROSSSCORE_DINOV2_SMALL)))  # random, no download
     assert net.n_trainable() == 3_184_708  # spec: ≈ 3.18 M trainable (decoder + head)
     assert round(sum(p.numel() for p in net.parameters()) / 1e6, 1) == 25.9  # with the table and the backbone
+
+
+def test_one_file_model_round_trip(tmp_path):
+    from models.crossscore.checkpoint import checkpoint_meta, pack
+    from models.results import sha256_file
+
+    net = tiny_net(3)
+    save_model(tmp_path / "m", net, {"n_ref": 2, "train_target_mean": 0.75})
+    sha = pack(tmp_path / "m", tmp_path / "demo.pth")
+    assert sha == sha256_file(tmp_path / "demo.pth")
+    loaded, info = load_model(tmp_path / "demo.pth")
+    assert info["format"] == "single-file" and checkpoint_meta(tmp_path / "demo.pth") == {"n_ref": 2,
+                                                                                          "train_target_mean": 0.75}
+    q, r = torch.rand(1, 3, 28, 42), torch.rand(1, 2, 3, 28, 42)
+    assert torch.equal(loaded(q, r)["score_map"], net(q, r)["score_map"])
+    assert loaded.cfg.pos_interp == net.cfg.pos_interp == "hf-4.33"
+
+
+def test_decoder_layers_start_as_copies():
+    layers = tiny_net(4).ref_cross.attn.layers
+    a, b = layers[0].state_dict(), layers[1].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a) and layers[0].linear1.weight is not layers[1].linear1.weight
