@@ -1,12 +1,16 @@
-"""Scorer benchmark: our engine vs the upstream wheel's own inference code, same frames, same run.
+"""Scorer benchmark: the authors' inference code, our engine in each precision mode and app.py, same frames, one run.
 
     python -m models.nvs_sqa.bench            # (make bench) -> benchmarks/scorer.json and benchmarks/scorer.md
 
-Each engine runs in its own subprocess (so peak RSS is its own) over the example sequences; rounds alternate
-upstream/ours and the best round per engine is kept (least disturbed by other load). Upstream's code is the
-wheel's ``nvs_sqa`` package, imported from the verified wheel in the cache; its ``torchvision`` import is
-satisfied by a minimal stand-in here only (its inference path never calls torchvision). Upstream's regressor
-pickle is not loaded: features are compared, scores come from our JSON regressor.
+Every engine runs in its own subprocess (so peak RSS and page faults are its own) over the two example sequences;
+the engines take turns within each round (the order rotates from round to round), so load from other users of
+the machine falls on all of them alike; the machine load is recorded before every run. Per engine: ms/frame
+min/median/max over the rounds, and the speed-up read two ways: median against median, and the spread of the
+per-round ratios (authors' time / engine's time in the same round). The authors' code is the wheel's ``nvs_sqa``
+package, imported from the verified wheel in the cache; its ``torchvision`` import is satisfied by a minimal
+stand-in here only (its inference path never calls torchvision). ``app`` is ``app.py`` itself (scores, validity
+checks, written results), timed by the ``seconds`` of its scores.json rows; its whole-process wall time is kept
+too. ``mixed``/``bf16`` run only on a CPU with native bfloat16 (elsewhere they would run exact: precision.py).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from consts import CACHE_DIR, EXAMPLES_DIR, RELEASED, ROOT
+from consts import CACHE_DIR, EXAMPLES_DIR, RELEASED, ROOT, SHARED_DIR
 from models.results import atomic_write_bytes, atomic_write_json, sha256_file, stamp, table
 
 OUT_DIR = ROOT / "benchmarks"
+GOALS = {"exact": 3.0, "mixed": 4.5, "bf16": 5.0, "app": 3.0}  # × the authors' frames/s (issue 15)
 
 
 def _peak_rss_mb() -> float:
@@ -59,18 +65,24 @@ def _upstream_encoder():
     return utils.load_model(torch.device("cpu")).eval(), torch  # as QualityAssessor does
 
 
-def worker(engine: str, folders: list[str], batch: int) -> dict:
-    """Run one engine over ``folders``; returns timings, features and peak RSS of this process."""
+def _n_frames(folder: str | Path) -> int:
+    return len([p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")])
+
+
+def worker(engine: str, folders: list[str], batch: int, emulated: bool = False) -> dict:
+    """Run one engine (``upstream`` or a precision mode of ours) over ``folders``: timings, features, page faults
+    and peak RSS of this process. ``emulated``: run the mode even where this CPU lacks native bfloat16."""
     t0 = time.perf_counter()
+    precision = "fp32 (authors')"
     if engine == "upstream":
         import contextlib
+        import glob
         import io
         import warnings
 
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # upstream's nested-tensor UserWarning
             enc, torch = _upstream_encoder()
-        import glob
 
         def feats(folder: str) -> np.ndarray:
             paths = sorted(p for p in glob.glob(os.path.join(folder, "*.*"))
@@ -80,28 +92,49 @@ def worker(engine: str, folders: list[str], batch: int) -> dict:
     else:
         from models.nvs_sqa import NVSSQA
 
-        model = NVSSQA.from_checkpoint(None, device="cpu")
+        model = NVSSQA.from_checkpoint(None, device="cpu", precision=engine)
+        if emulated and model.precision != engine:
+            from models.nvs_sqa.precision import apply_precision
+
+            model._encoder = apply_precision(model._encoder, engine)
+            model.precision = f"{engine} (emulated)"
+        precision = model.precision
 
         def feats(folder: str) -> np.ndarray:
             return model.features(folder, batch_size=batch)
-    load_s = time.perf_counter() - t0
-    out = {"engine": engine, "load_s": load_s, "sequences": {}}
+    out = {"engine": engine, "precision": precision, "load_s": time.perf_counter() - t0, "sequences": {}}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for folder in folders:
-        n = len([p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")])
         t = time.perf_counter()
         f = feats(folder)
-        dt = time.perf_counter() - t
-        out["sequences"][Path(folder).name] = {"frames": n, "seconds": dt, "features": f.tolist()}
+        out["sequences"][Path(folder).name] = {"frames": _n_frames(folder), "seconds": time.perf_counter() - t,
+                                               "features": f.tolist()}
+    out["minor_page_faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     out["peak_rss_mb"] = _peak_rss_mb()
     return out
 
 
-def _run_worker(engine: str, folders: list[Path], batch: int) -> dict:
+def _run_worker(engine: str, folders: list[Path], batch: int, emulated: bool = False) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
         cmd = [sys.executable, "-m", "models.nvs_sqa.bench", "--worker", engine, "--batch-size", str(batch),
-               "--result", tmp.name, *map(str, folders)]
+               "--result", tmp.name, *(["--emulated"] if emulated else []), *map(str, folders)]
         subprocess.run(cmd, check=True, cwd=ROOT)
         return json.loads(Path(tmp.name).read_text())
+
+
+def _run_app(folders: list[Path]) -> dict:
+    """app.py as a user runs it (default options, scores written to a fresh --out): per-sequence seconds from its
+    scores.json, features from its output_features.npz."""
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "app.py", "--quiet", "--out", out, *map(str, folders)], check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t
+        rows = json.loads((Path(out) / "scores.json").read_text())
+        feats = np.load(Path(out) / "output_features.npz")
+        seqs = {r["name"]: {"frames": r["frames"], "seconds": r["seconds"], "features": feats[r["name"]].tolist()}
+                for r in rows["rows"]}
+    return {"engine": "app", "precision": rows.get("precision", "exact"), "wall_s": wall, "sequences": seqs}
 
 
 def _long_sequence(n_copies: int, dst: Path) -> Path:
@@ -116,66 +149,144 @@ def _long_sequence(n_copies: int, dst: Path) -> Path:
     return dst
 
 
+def _ms_per_frame(run: dict) -> float:
+    seqs = run["sequences"].values()
+    return 1000 * sum(s["seconds"] for s in seqs) / sum(s["frames"] for s in seqs)
+
+
+def _reference() -> dict[str, np.ndarray] | None:
+    path = SHARED_DIR / "reference" / "features.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def summarize(runs: dict[str, list[dict]], loads: list[float], ref: dict[str, np.ndarray] | None,
+              predict) -> list[dict]:
+    """One row per engine: ms/frame spread, speed-ups against the authors' code, feature and JOD errors."""
+    up = [_ms_per_frame(r) for r in runs["upstream"]]
+    exact_feats = runs["exact"][0]["sequences"] if "exact" in runs else None
+    rows = []
+    for engine, rs in runs.items():
+        ms = [_ms_per_frame(r) for r in rs]
+        paired = [u / m for u, m in zip(up, ms, strict=True)]
+        seqs = rs[0]["sequences"]
+        row = {"engine": engine, "precision": rs[0].get("precision", "-"),
+               "frames": sum(s["frames"] for s in seqs.values()), "ms_min": min(ms), "ms_median": float(np.median(ms)),
+               "ms_max": max(ms), "speedup": float(np.median(up) / np.median(ms)), "speedup_min": min(paired),
+               "speedup_max": max(paired)}
+        if ref is not None and set(seqs) <= set(ref):
+            row["feature_err"] = max(float(np.abs(np.array(s["features"]) - ref[k]).max()) for k, s in seqs.items())
+            row["jod_err"] = max(abs(float(predict(np.array(s["features"], np.float32))[0])
+                                     - float(predict(ref[k])[0])) for k, s in seqs.items())
+        if exact_feats is not None:
+            row["vs_exact"] = max(float(np.abs(np.array(s["features"]) - np.array(exact_feats[k]["features"])).max())
+                                  for k, s in seqs.items())
+        for key in ("peak_rss_mb", "load_s", "wall_s"):
+            if key in rs[0]:
+                row[key] = max(r[key] for r in rs)
+        if "minor_page_faults" in rs[0]:
+            row["faults_per_frame"] = [round(r["minor_page_faults"] / row["frames"]) for r in rs]
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Benchmark our NVS-SQA engine against the upstream release's code.")
-    p.add_argument("--rounds", type=int, default=2, help="alternating rounds per engine; best kept (default 2)")
-    p.add_argument("--batch-size", type=int, default=2, help="our engine's frames per call (default 2)")
-    p.add_argument("--upstream-batch", type=int, default=10, help="upstream's fixed batch (informational)")
-    p.add_argument("--worker", choices=["upstream", "ours"], help=argparse.SUPPRESS)
+    p.add_argument("--rounds", type=int, default=5, help="rounds; each runs every engine once (default 5)")
+    p.add_argument("--batch-size", type=int, default=1, help="our engine's frames per call (default 1, as app.py)")
+    p.add_argument("--emulated", action="store_true", help="also run mixed/bf16 without native bfloat16 (slow)")
+    p.add_argument("--no-long", action="store_true", help="skip the 600-frame memory run")
+    p.add_argument("--sequences", nargs="+", type=Path, help="frame folders (default: the two examples)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("folders", nargs="*", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
-        atomic_write_json(Path(a.result), worker(a.worker, a.folders, a.batch_size))
+        atomic_write_json(Path(a.result), worker(a.worker, a.folders, a.batch_size, a.emulated))
         return 0
 
-    examples = [EXAMPLES_DIR / n for n in ("Giraffe+NeRF", "Giraffe+IBRNet-C")]
-    runs: dict[str, list[dict]] = {"upstream": [], "ours": []}
-    for r in range(a.rounds):
-        for engine in ("upstream", "ours"):
-            print(f"round {r + 1}/{a.rounds}: {engine} on {len(examples)} sequences ...", flush=True)
-            runs[engine].append(_run_worker(engine, examples, a.batch_size))
-
-    def frames_and_time(run: dict) -> tuple[int, float]:
-        seqs = run["sequences"].values()
-        return sum(s["frames"] for s in seqs), sum(s["seconds"] for s in seqs)
-
-    best = {e: min(rs, key=lambda run: frames_and_time(run)[1]) for e, rs in runs.items()}
-    rows = []
-    for e, run in best.items():
-        n, sec = frames_and_time(run)
-        rows.append({"engine": e, "frames": n, "ms_per_frame": 1000 * sec / n, "frames_per_s": n / sec,
-                     "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[e]), "load_s": run["load_s"]})
-    diff = max(float(np.abs(np.array(best["ours"]["sequences"][k]["features"]) -
-                            np.array(best["upstream"]["sequences"][k]["features"])).max())
-               for k in best["ours"]["sequences"])
-    with tempfile.TemporaryDirectory() as tmp:
-        print("ours on a 600-frame sequence ...", flush=True)
-        long = _run_worker("ours", [_long_sequence(5, Path(tmp) / "Giraffe+NeRF-x5")], a.batch_size)
-    n_long, s_long = frames_and_time(long)
-    rows.append({"engine": "ours (600 frames)", "frames": n_long, "ms_per_frame": 1000 * s_long / n_long,
-                 "frames_per_s": n_long / s_long, "peak_rss_mb": long["peak_rss_mb"], "load_s": long["load_s"]})
-    speedup = rows[0]["ms_per_frame"] / rows[1]["ms_per_frame"]
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    machine = f"{cpu}, {os.cpu_count()} cores, {platform.system()} (no GPU)"
     import torch
 
-    result = stamp(
-        machine=machine, torch_threads=torch.get_num_threads(), rounds=a.rounds, batch_size=a.batch_size,
-        upstream_batch=a.upstream_batch, rows=rows, speedup=speedup, max_feature_abs_diff=diff,
-        goals={"speedup>=3": speedup >= 3, "diff<=1e-4": diff <= 1e-4,
-               "rss<=700MB": all(r["peak_rss_mb"] <= 700 for r in rows if r["engine"].startswith("ours"))},
-    )
+    from models.nvs_sqa.checkpoint import load_checkpoint
+    from models.nvs_sqa.precision import native_bf16
+
+    native = native_bf16()
+    engines = ["upstream", "exact", "app"] + (["mixed", "bf16"] if native or a.emulated else [])
+    examples = a.sequences or [EXAMPLES_DIR / n for n in ("Giraffe+NeRF", "Giraffe+IBRNet-C")]
+    runs: dict[str, list[dict]] = {e: [] for e in engines}
+    loads: list[dict] = []
+    for r in range(a.rounds):
+        order = engines[r % len(engines):] + engines[:r % len(engines)]  # rotate: nobody always runs first
+        for engine in order:
+            load = os.getloadavg()[0]
+            print(f"round {r + 1}/{a.rounds}: {engine} (load {load:.2f}) ...", flush=True)
+            run = _run_app(examples) if engine == "app" else _run_worker(engine, examples, a.batch_size, a.emulated)
+            run["load"] = load
+            loads.append({"round": r + 1, "engine": engine, "load_1min": load, "ms_per_frame": _ms_per_frame(run)})
+            runs[engine].append(run)
+    ref = _reference()
+    regressor = load_checkpoint(None).regressor
+    rows = summarize(runs, loads, ref, regressor.predict)
+    long_row = None
+    if not a.no_long:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("exact on a 600-frame sequence ...", flush=True)
+            long = _run_worker("exact", [_long_sequence(5, Path(tmp) / "Giraffe+NeRF-x5")], a.batch_size)
+        long_row = {"engine": "exact (600 frames)", "frames": 600, "ms_per_frame": _ms_per_frame(long),
+                    "peak_rss_mb": long["peak_rss_mb"], "load_s": long["load_s"]}
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    machine = f"{cpu}, {os.cpu_count()} cores, {platform.system()} (no GPU)"
+    by = {r["engine"]: r for r in rows}
+    goals = {f"{e}>={g}x": by[e]["speedup"] >= g for e, g in GOALS.items() if e in by}
+    goals.update({f"{e} feature_err<=1e-4": by[e].get("feature_err", 1) <= 1e-4 for e in ("exact", "app", "mixed")
+                  if e in by})
+    if long_row:
+        goals["rss<=700MB"] = all(r.get("peak_rss_mb", 0) <= 700 for r in [*rows[1:], long_row])
+    lv = [x["load_1min"] for x in loads]
+    skipped = {} if native or a.emulated else {
+        m: "not run: this CPU has no native bfloat16 (AVX512_BF16/AMX); --precision mixed/bf16 run exact here"
+        for m in ("mixed", "bf16")}
+    result = stamp(machine=machine, cpu_native_bf16=native, torch_threads=torch.get_num_threads(), rounds=a.rounds,
+                   batch_size=a.batch_size, rows=rows, long=long_row, skipped=skipped, goals=goals,
+                   load={"min": min(lv), "median": float(np.median(lv)), "max": max(lv), "per_run": loads})
     OUT_DIR.mkdir(exist_ok=True)
     atomic_write_json(OUT_DIR / "scorer.json", result)
-    cols = ["engine", "frames", "ms_per_frame", "frames_per_s", "peak_rss_mb", "load_s"]
-    md = (f"Measured by `make bench` on {machine}, torch {torch.__version__}, {result['created']}.\n\n"
-          + table(rows, cols, floatfmt=".1f", fmt="github")
-          + f"\n\nSpeed-up (frames/s, ours vs upstream): **{speedup:.2f}x**; max |feature difference|: "
-            f"**{diff:.1e}**.\n")
-    atomic_write_bytes(OUT_DIR / "scorer.md", md.encode())
-    print(md)
+    atomic_write_bytes(OUT_DIR / "scorer.md", render_md(result, torch.__version__).encode())
+    print(render_md(result, torch.__version__))
     return 0
+
+
+def render_md(result: dict, torch_version: str) -> str:
+    """benchmarks/scorer.md (the table docs/performance.md shows)."""
+    rows = [{**r, "speedup": f"{r['speedup']:.2f}x ({r['speedup_min']:.2f}–{r['speedup_max']:.2f})",
+             "feature_err": f"{r['feature_err']:.1e}" if "feature_err" in r else "-",
+             "jod_err": f"{r['jod_err']:.1e}" if "jod_err" in r else "-"} for r in result["rows"]]
+    cols = ["engine", "precision", "frames", "ms_min", "ms_median", "ms_max", "speedup", "feature_err", "jod_err",
+            "peak_rss_mb"]
+    ld = result["load"]
+    up = next(r for r in result["rows"] if r["engine"] == "upstream")
+    app = next((r for r in result["rows"] if r["engine"] == "app"), None)
+    md = (f"Measured by `make bench` on {result['machine']}, torch {torch_version}, {result['created']}; "
+          f"{result['rounds']} interleaved rounds, machine load (1-min average) {ld['min']:.1f}–{ld['max']:.1f} "
+          f"(median {ld['median']:.1f}).\n\n"
+          + table(rows, cols, floatfmt=".1f", fmt="github", text=("speedup", "feature_err", "jod_err")) + "\n\n"
+          "ms = ms/frame end to end (decoding included) over the rounds; speedup = the authors' median / the "
+          "engine's median (in brackets: the lowest and highest ratio within one round); feature_err / jod_err = "
+          "max |difference| from the release's own features (`../shared/reference`) and their JOD.\n"
+          f"The authors' code: {', '.join(map(str, up['faults_per_frame']))} minor page faults per frame "
+          "in the rounds.\n")
+    if app:
+        md += (f"`app.py` (whole process, load and writing included): {app['wall_s']:.1f} s at most for the "
+               f"{app['frames']} frames.\n")
+    if result.get("long"):
+        lr = result["long"]
+        md += f"Exact on 600 frames: {lr['ms_per_frame']:.1f} ms/frame, peak RSS {lr['peak_rss_mb']:.0f} MB.\n"
+    for m, why in result.get("skipped", {}).items():
+        md += f"`{m}`: {why}.\n"
+    md += "Goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in result["goals"].items()) + ".\n"
+    return md
 
 
 if __name__ == "__main__":

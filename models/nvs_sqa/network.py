@@ -216,7 +216,8 @@ def fold_batchnorm(encoder: ViewEncoder) -> ViewEncoder:
 
 
 class _ConvSiLU(nn.Module):
-    """Reflect pad + convolution with SiLU applied inside oneDNN (CPU): one memory pass instead of two."""
+    """Reflect pad + convolution with SiLU applied inside oneDNN (CPU): one memory pass instead of two.
+    ``fused = False`` runs the same maths as two ops (for a dtype that oneDNN's fused kernel lacks here)."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
@@ -224,29 +225,34 @@ class _ConvSiLU(nn.Module):
         self.stride = list(conv.stride)
         k = conv.kernel_size[0]
         self.pad = (k // 2,) * 4 if conv.padding == "same" else None
+        self.fused = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pad:
             x = F.pad(x, self.pad, mode="reflect")
+        if not self.fused:
+            return F.silu(F.conv2d(x, self.weight, self.bias, self.stride))
         return torch.ops.mkldnn._convolution_pointwise(
             x, self.weight, self.bias, [0, 0], self.stride, [1, 1], 1, "swish", [], ""
         )
 
 
-def _fused_conv_silu_works() -> bool:
+def fused_conv_silu_works(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether oneDNN's fused conv+SiLU runs in ``dtype`` on this CPU and matches conv then SiLU."""
     try:
-        conv = nn.Conv2d(3, 4, 3, padding="same", padding_mode="reflect").eval()
-        x = torch.rand(1, 3, 8, 8)
+        conv = nn.Conv2d(3, 4, 3, padding="same", padding_mode="reflect").eval().to(dtype)
+        x = torch.rand(1, 3, 8, 8).to(dtype)
         with torch.inference_mode():
-            return bool(torch.allclose(_ConvSiLU(conv)(x), F.silu(conv(x)), atol=1e-5))
-    except (RuntimeError, AttributeError):  # op missing in this torch build
+            ref = F.silu(conv(x)).float()
+            return bool(torch.allclose(_ConvSiLU(conv)(x).float(), ref, atol=1e-5 if dtype == torch.float32 else 2e-2))
+    except (RuntimeError, AttributeError):  # op missing in this torch build, or no kernel for dtype on this CPU
         return False
 
 
 def optimize_for_inference(encoder: ViewEncoder, device: torch.device) -> ViewEncoder:
     """BN folded, conv+SiLU fused on CPU (oneDNN post-op), channels_last. Eval only; see bench.py."""
     enc = fold_batchnorm(encoder)
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() and _fused_conv_silu_works():
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and fused_conv_silu_works():
         for mod in enc.modules():
             if isinstance(mod, nn.Sequential):
                 for i in range(len(mod) - 2):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +16,13 @@ import torch
 from models.errors import InputError
 from models.frames import FrameSequence, SortOrder, open_sequence, prefetch
 from models.nvs_sqa.network import MIN_FRAME_SIZE, Regressor, SequenceModel, optimize_for_inference
+from models.nvs_sqa.precision import apply_precision, resolve_precision
 from models.nvs_sqa.validity import FrameStats, Limits
 from models.runtime import resolve_device
 
 # Everything a sequence can be given as (see NVSSQA.open).
+log = logging.getLogger(__name__)
+
 Source = str | Path | list | np.ndarray | torch.Tensor | FrameSequence
 
 
@@ -71,7 +77,7 @@ class NVSSQA:
 
     def __init__(
         self, model: SequenceModel, regressor: Regressor | None = None, device: str | torch.device = "auto",
-        fast: bool = True, info: dict[str, Any] | None = None,
+        fast: bool = True, info: dict[str, Any] | None = None, precision: str = "exact", workers: int = 0,
     ) -> None:  # fmt: skip
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -80,15 +86,25 @@ class NVSSQA:
         # Fast path for inference (measured by bench.py, see docs/performance.md); fast=False runs the plain modules.
         enc = self.model.view_encoder
         self._encoder = optimize_for_inference(enc, self.device) if fast else enc
+        # --precision (precision.py): the mode that runs; one warning line where the requested one cannot.
+        self.precision_requested = precision
+        self.precision, why = resolve_precision(precision, self.device)
+        if why:
+            log.warning("%s", why)
+        self._encoder = apply_precision(self._encoder, self.precision)
+        # CPU: frames in flight on `workers` threads of one intra-op thread each (0 = one per torch thread):
+        # the small late layers keep every core busy this way, which intra-op splitting of one call does not.
+        self.workers = (workers or torch.get_num_threads()) if self.device.type == "cpu" else 1
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "auto",
-                        fast: bool = True) -> NVSSQA:
-        """Load a checkpoint folder (default: the released v0.0.1 in ``checkpoints/``)."""
+                        fast: bool = True, precision: str = "exact", workers: int = 0) -> NVSSQA:
+        """Load a checkpoint folder (default: the released v0.0.1 in ``checkpoints/``); ``precision``: exact |
+        mixed | bf16 | fp16 (see precision.py); ``workers``: CPU frames in flight (0 = one per torch thread)."""
         from models.nvs_sqa.checkpoint import load_checkpoint  # here: `python -m models.nvs_sqa.checkpoint` runs clean
 
         ckpt = load_checkpoint(path)
-        return cls(ckpt.model, ckpt.regressor, device, fast, ckpt.info)
+        return cls(ckpt.model, ckpt.regressor, device, fast, ckpt.info, precision, workers)
 
     def _batches(self, frames: Iterator[np.ndarray], batch_size: int) -> Iterator[torch.Tensor]:
         buf: list[np.ndarray] = []
@@ -99,6 +115,39 @@ class NVSSQA:
                 buf = []
         if buf:
             yield torch.from_numpy(np.stack(buf))
+
+    def _encode_batch(self, hwc: torch.Tensor) -> torch.Tensor:
+        # (B, H, W, 3) uint8 -> (B, 3, H, W) view, already channels_last in memory; /255 as upstream (the same
+        # float32 values as `.float() / 255`, in place).
+        x = hwc.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        return self._encoder(x).float().cpu()
+
+    def _encode(self, batches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Features of each batch, in order. With ``workers`` > 1 (CPU), that many batches are in flight, each on a
+        thread of one intra-op thread; a batch's result does not depend on which thread ran it."""
+        if self.workers <= 1:
+            yield from map(self._encode_batch, batches)
+            return
+
+        def one_thread() -> None:
+            torch.set_num_threads(1)  # this thread's own setting; the caller's thread keeps its count
+
+        def work(hwc: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode():  # thread-local: enter it in the worker
+                return self._encode_batch(hwc)
+
+        pending: deque = deque()
+        with ThreadPoolExecutor(self.workers, initializer=one_thread, thread_name_prefix="encoder") as pool:
+            try:
+                for hwc in batches:
+                    pending.append(pool.submit(work, hwc))
+                    if len(pending) > self.workers:  # at most one waiting batch per worker
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for f in pending:
+                    f.cancel()
 
     def open(self, source: Source, sort: SortOrder = "natural", dim_order: str = "THWC",
              max_value: float | None = None) -> FrameSequence:
@@ -125,11 +174,9 @@ class NVSSQA:
         frames: Iterator[np.ndarray] = prefetch(it, prefetch_depth) if prefetch_depth else it
         bar = tqdm(total=seq.n_frames, desc=seq.name, unit="frame", disable=not progress, leave=False)
         with bar:
-            for hwc in self._batches(frames, batch_size):
-                # (B, H, W, 3) uint8 -> (B, 3, H, W) view, already channels_last in memory; /255 as upstream.
-                x = hwc.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
-                feats.append(self._encoder(x).float().cpu())
-                bar.update(len(hwc))
+            for out in self._encode(self._batches(frames, batch_size)):
+                feats.append(out)
+                bar.update(len(out))
         if not feats:
             raise InputError(f"{seq.source}: no frames to score")
         return torch.cat(feats)
