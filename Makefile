@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint bench gpu-check validity clean
+.PHONY: help setup demo test test-fast lint bench gpu-check validity clean slurm-up cluster-test
 
 ## help: this list (the default goal: `make` alone installs and runs nothing)
 help:
@@ -28,8 +28,9 @@ setup: $(STAMP)
 demo: setup
 	$(PY) app.py examples/
 
-## test: lint + the whole test suite (parity with ../shared/reference included)
+## test: lint + the whole test suite (parity with ../shared/reference included; starts the one-node SLURM first)
 test: setup lint
+	-.ci/slurm-up  # the cluster tests use it; where it cannot start they say so and run locally (CI: they fail)
 	$(PY) -m pytest -q tests
 
 ## test-fast: lint + the tests marked neither parity nor slow (no weights download, no subprocesses)
@@ -44,7 +45,7 @@ lint: $(STAMP)
 validity: setup
 	$(PY) -m models.nvs_sqa.validity_bench --threads 1 --write-limits
 
-## bench: our engine vs the upstream wheel's own inference code -> benchmarks/scorer.{json,md}
+## bench: the authors' code vs ours (exact; mixed/bf16 with native bf16) and app.py, interleaved -> benchmarks/scorer.{json,md}
 bench: setup
 	$(PY) -m models.nvs_sqa.bench
 
@@ -52,6 +53,14 @@ bench: setup
 # Without CUDA it prints one line and writes nothing (docs/performance.md, "GPU check").
 gpu-check: setup
 	$(PY) -m benchmarks.gpu_check
+
+## slurm-up: install (Debian slurm-wlm + munge) and start a one-node SLURM for the cluster tests; reuses a running one
+slurm-up:
+	.ci/slurm-up
+
+## cluster-test: the cluster tests only (preprocess arrays, scoring shards, requeued training) against that SLURM
+cluster-test: setup slurm-up
+	$(PY) -m pytest -q tests/cluster
 
 ## clean: remove the venv, caches, checkpoints/ and runs/ (everything `make setup` and the runs made)
 clean:
@@ -106,9 +115,10 @@ bench-train: setup demo-renders
 	$(PY) -m models.training.bench --renders renders
 
 # ------------------------------------------------------------------------------------------------ CrossScore
-## crossscore-demo: the offline CrossScore model from examples/ (no download; ~25 min on 2 CPU cores)
+## crossscore-demo: re-make the committed offline CrossScore model from examples/ (no download; ~25 min on 2 CPU cores)
 # data -> train (tiny backbone, with references) -> train the no-reference variant -> held-out test of both
-# and of the constant map -> benchmarks/crossscore_demo.{json,md} and docs/crossscore_demo.png.
+# and of the constant map -> benchmarks/crossscore_demo.{json,md} and docs/crossscore_demo.png -> the model as one
+# file, runs/crossscore-demo.pth (its sha256 printed: = CROSSSCORE_DEMO_SHA256 of examples/.crossscore-demo.pth).
 CS_DATA  ?= runs/crossscore-demo-data
 CS_CKPT  ?= checkpoints/crossscore-tiny
 CS_STEPS ?= 3000
@@ -122,6 +132,7 @@ crossscore-demo: $(STAMP)
 	$(PY) crossscore.py train --data $(CS_DATA)/train --name crossscore-tiny-noref --n-ref 0 $(CS_FLAGS)
 	$(PY) -m models.crossscore.report --data $(CS_DATA)/heldout --checkpoint $(CS_CKPT) \
 	    --noref runs/crossscore-tiny-noref/model --threads 1
+	$(PY) -c "from models.crossscore.checkpoint import pack; print(pack('$(CS_CKPT)', 'runs/crossscore-demo.pth'))"
 
 ## crossscore-test: the CrossScore tests only
 crossscore-test: $(STAMP)

@@ -4,6 +4,8 @@
     python app.py renders/scene__nerfacto       # one folder of frames
     python app.py a.mp4 b/ --out results/       # several inputs; videos are decoded as a stream
     python app.py long_render/ --window 120     # windows of 120 frames (stride 60): a quality curve per sequence
+    python app.py renders/ --shard 0/2 --out s0 # half of the sequences; app.py --merge OUT s0 s1 joins shards
+    python app.py renders/ --out all --executor slurm --shards 8   # 8 SLURM jobs, merged (docs/cluster.md)
 
 Writes to --out (default: the input folder, as upstream), merging by name with the results already there (under
 a lock; results of another checkpoint are refused): output_features.npz ({name: 384-d float32}) and

@@ -6,6 +6,7 @@
     python evaluate.py --splits 100                   # + mean ± std over 100 random scene-wise 50/50 splits
     python evaluate.py --save-regressor               # + the fitted ridge, so app.py gives JOD scores
     python evaluate.py --degrade [INPUT ...]          # degradation benchmark (default: examples/)
+    python evaluate.py --executor slurm --shards 8    # the bank's features by 8 SLURM jobs, then the tables
 
 Writes runs/<name>/: config.json, tables.md, scenes.csv, datasets.csv, predictions.csv, results.json
 (+ features.npz from a bank, splits.csv with --splits, regressor.json and checkpoint/ with --save-regressor);

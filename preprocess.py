@@ -3,6 +3,7 @@
     python preprocess.py --dry-run                      # the plan: every command, what is done, GPU-hour estimate
     python preprocess.py                                # run it (needs nerfstudio on PATH or --ns-bin, a GPU)
     python preprocess.py --scenes poster --methods nerfacto,kplanes-20 --max-iters 2000
+    python preprocess.py --executor slurm --partition gpu    # one SLURM array task per job; then --status
 
 Each job: ``ns-train`` -> ``ns-render interpolate`` -> PNG frames in renders/{scene}__{method}/ + an mp4 in
 renders/videos/, a done-marker and a log per job. Finished jobs are skipped, unfinished ones cleaned and redone,

@@ -24,6 +24,7 @@ from consts import RENDERS_DIR, RUNS_DIR
 from models import cli
 from models.errors import InputError
 from models.runtime import locate
+from models.training.cluster import TrainCluster, submit_training, take_cluster
 from models.training.config import PRESETS, TrainConfig, resolve_preset
 from models.training.loop import train
 from models.training.pairs import link_example_renders
@@ -49,8 +50,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, str | None]:
     return parse_job(argv)[:2]
 
 
-def parse_job(argv: list[str] | None = None) -> tuple[TrainConfig, str | None, tuple[str, int] | None]:
-    """Flags -> (config, run folder to resume or None, (--preview DIR, --preview-batches) or None)."""
+Job = tuple[TrainConfig, str | None, tuple[str, int] | None, TrainCluster]
+
+
+def parse_job(argv: list[str] | None = None) -> Job:
+    """Flags -> (config, run folder to resume or None, (--preview DIR, --preview-batches) or None, the cluster
+    flags: where to run it, not part of the training config)."""
     p = cli.ArgumentParser(
         description="Self-supervised contrastive training of the NVS-SQA encoder (five quality targets).",
         epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +65,7 @@ def parse_job(argv: list[str] | None = None) -> tuple[TrainConfig, str | None, t
     p.add_argument("--preview", metavar="DIR", help="train nothing: write the first batches of this run as it would "
                    "draw them (same flags, seeds and order) to DIR/batch_NNN.npz + .png; no run folder")
     p.add_argument("--preview-batches", metavar="K", type=int, help="batches --preview writes (default: 2)")
+    cli.add_flags(p, TrainCluster)  # --executor slurm --nodes N --gpus-per-node G … (docs/cluster.md)
     argv = list(sys.argv[1:] if argv is None else argv)
     for i, a in enumerate(argv):  # a deprecated preset name (--preset paper) becomes its new name, with a warning
         if a.startswith("--preset=") or (i and argv[i - 1] == "--preset"):
@@ -68,12 +74,13 @@ def parse_job(argv: list[str] | None = None) -> tuple[TrainConfig, str | None, t
     given = dict(parsed.given)
     resume = given.pop("resume", None)
     preview, k = given.pop("preview", None), given.pop("preview_batches", None)
+    where = take_cluster(given)  # the cluster flags are not part of the training config
     if k is not None and (not preview or k < 1):
         p.error(f"--preview-batches {k}: needs --preview DIR and K >= 1")
     if preview and resume:
         p.error("--preview shows the first batches of a new run; it cannot be combined with --resume")
     if not resume:
-        return parsed.config, None, (preview, k or 2) if preview else None
+        return parsed.config, None, (preview, k or 2) if preview else None, where
     # Resuming: the saved config, with only the RESUMABLE flags applied (--preset is ignored).
     try:
         run_dir = locate(resume, RUNS_DIR, what="--resume", hint="give a run folder or the name of one under runs/")
@@ -95,17 +102,20 @@ def parse_job(argv: list[str] | None = None) -> tuple[TrainConfig, str | None, t
         cli.check(cfg)
     except (InputError, TypeError, ValueError) as e:
         p.exit(2, f"error: {cfg_file}: unusable saved config ({e})\n")
-    return cfg, str(run_dir), None
+    return cfg, str(run_dir), None, where
 
 
-def run(cfg: TrainConfig, resume: str | None = None, preview: tuple[str, int] | None = None) -> int:
-    """Train (or, with ``preview`` = (DIR, K), write its first K batches); returns the process exit code (bad
-    input: an InputError, one line via cli.main)."""
+def run(cfg: TrainConfig, resume: str | None = None, preview: tuple[str, int] | None = None,
+        where: TrainCluster | None = None) -> int:
+    """Train here, or as a submitit job when ``where`` names an executor (or, with ``preview`` = (DIR, K), write its
+    first K batches); returns the process exit code (bad input: an InputError, one line via cli.main)."""
     if (not resume and cfg.preset == "cpu-smoke" and cfg.renders == DEFAULT_RENDERS and not Path(cfg.renders).exists()
             and not RENDERS_DIR.exists()):
         log.info("no renders/ here or in the repository: using the two example sequences as a tiny training set "
                  "(%s/Giraffe__*)", RENDERS_DIR)
         link_example_renders(RENDERS_DIR)
+    if where is not None and where.executor != "none" and not preview:  # the same training as a submitit job
+        return submit_training(where, cfg, resume, train)
     if preview:
         from models.training.preview import preview as write_preview
 

@@ -17,6 +17,7 @@ import numpy as np
 
 import consts as C
 from models.cli import opt
+from models.cluster import EXECUTORS, GROUP, SLURM_HELP, SlurmOptions
 from models.errors import InputError
 from models.evaluation.degrade import DISTORTIONS
 from models.results import atomic_write_bytes
@@ -63,6 +64,12 @@ class EvalConfig:
     frames: int = opt(8, "frames per clip, evenly spaced over the sequence (a shorter sequence gives all its frames, "
                       "with a warning)", min=1, group=DEGRADE)
     max_side: int = opt(320, "longer side of a clip, px", min=1, group=DEGRADE)
+    shard: str | None = opt(None, "compute the features of shard I of N of the bank into the feature cache and stop "
+                            "(a later run without --shard reads them)", metavar="I/N", group=GROUP)
+    executor: str = opt("none", "none: compute here | local, slurm: --shards N cache-filling jobs through submitit, "
+                        "then the benchmark here from the cache", choices=("none", *EXECUTORS), group=GROUP)
+    shards: int = opt(0, "with --executor: the number of shard jobs", min=0, group=GROUP)
+    slurm: SlurmOptions = opt(SlurmOptions(), SLURM_HELP)
 
 
 def distortion_names(cfg: EvalConfig) -> list[str]:
@@ -91,7 +98,8 @@ def check_config(cfg: EvalConfig, inputs_given: bool) -> None:
 def recorded(cfg: EvalConfig) -> dict[str, Any]:
     """The config as the run's files have always recorded it: ``no_cache`` and the list of ``distortions``."""
     fixed = {"cache": ("no_cache", not cfg.cache), "distortions": ("distortions", distortion_names(cfg))}
-    return dict(fixed.get(k, (k, v)) for k, v in asdict(cfg).items())
+    where = ("shard", "executor", "shards", "slurm")  # where it ran, not what it computed: not recorded
+    return dict(fixed.get(k, (k, v)) for k, v in asdict(cfg).items() if k not in where)
 
 
 def model_label(cfg: EvalConfig) -> str:
@@ -134,6 +142,14 @@ def run_benchmark(cfg: EvalConfig, out: Path) -> list[str]:
         model, batch = _load_model(cfg)
         source_sha = model.info["checkpoint_sha256"]
         cache = FeatureCache(C.CACHE_DIR / "features", source_sha) if cfg.cache else None
+        if cfg.shard:  # this shard's sequences into the cache, nothing else
+            from models.nvs_sqa.shard import parse, shard_of
+
+            i, n = parse(cfg.shard)
+            mine = {k: p for k, p in found.items() if shard_of(k, n) == i}
+            got, computed = bank_features(model, mine, cache, batch, progress=not cfg.quiet)
+            return [f"shard {i}/{n}: features of {len(got)} of {len(found)} sequences in the cache "
+                    f"{C.CACHE_DIR / 'features'} ({computed} computed); evaluate.py without --shard reads them"]
         t0 = time.perf_counter()
         feats, computed = bank_features(model, found, cache, batch, progress=not cfg.quiet)
         log.info("features of %d sequences (%d computed, %d from the cache) in %.1f s",
@@ -241,6 +257,34 @@ def run_degrade(cfg: EvalConfig, out: Path) -> list[str]:
     return [text, f"wrote degrade.md, degrade_scores.csv, degrade_srcc.csv, degrade.json, degrade.png to {out}"]
 
 
+def shard_job(cfg: EvalConfig, cache_dir: Path) -> list[str]:
+    """One cache-filling shard job (a SLURM task or a local process), with the submitter's cache folder."""
+    C.CACHE_DIR = cache_dir
+    return run_evaluation(cfg)
+
+
+def fill_cache(cfg: EvalConfig) -> None:
+    """``--executor local|slurm --shards N``: N ``--shard i/N`` jobs through submitit, waited for."""
+    import copy
+
+    from models import cluster
+
+    if cfg.shards < 1:
+        raise InputError(f"--executor {cfg.executor}: say how many shards with --shards N")
+    folder = Path(cfg.slurm.cluster_dir) if cfg.slurm.cluster_dir else run_folder(cfg).with_name(
+        run_folder(cfg).name + "-shards")
+    cfgs = []
+    for i in range(cfg.shards):
+        c = copy.deepcopy(cfg)
+        c.executor, c.shards, c.shard, c.quiet = "none", 0, f"{i}/{cfg.shards}", True
+        cfgs.append(c)
+    job = cluster.Resources("evaluate-shard", cfg.slurm.time_min or 120, gpus_per_node=int(cfg.device == "cuda"),
+                            cpus_per_task=cfg.slurm.cpus_per_task or None, array=cfg.shards)
+    jobs = cluster.submit(cfg.executor, folder, cfg.slurm, job, shard_job, cfgs, [C.CACHE_DIR] * cfg.shards)
+    for lines in cluster.wait(jobs, "evaluate.py shards", progress=not cfg.quiet):
+        log.info("%s", lines[0])
+
+
 def run_evaluation(cfg: EvalConfig) -> list[str]:
     """One evaluate.py run into :func:`run_folder`; returns the lines to print."""
     from models.results import check_creatable, write_json
@@ -251,6 +295,13 @@ def run_evaluation(cfg: EvalConfig) -> list[str]:
         cfg.checkpoint = str(locate(cfg.checkpoint, C.CHECKPOINTS_DIR, C.RUNS_DIR, what="--checkpoint"))
     out = run_folder(cfg)
     check_creatable(out, "--name")  # creates nothing: a run that fails leaves no (empty) run folder
+    if (cfg.shard or cfg.executor != "none") and (cfg.degrade or cfg.features or not cfg.cache):
+        raise InputError("--shard/--executor fill the bank's feature cache: not with --degrade, --features or "
+                         "--no-cache")
+    if cfg.executor != "none":
+        fill_cache(cfg)
+    if cfg.shard:
+        return run_benchmark(cfg, out)  # the cache only: no run folder
     lines = run_degrade(cfg, out) if cfg.degrade else run_benchmark(cfg, out)
     write_json(out / "config.json", recorded(cfg))  # last: a failed run leaves no half-written run folder
     return lines

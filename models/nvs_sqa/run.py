@@ -22,6 +22,7 @@ from consts import CHECKPOINTS_DIR, EXAMPLES_DIR, RUNS_DIR
 from models import frames
 from models import results as res
 from models.cli import opt
+from models.cluster import EXECUTORS, GROUP, SLURM_HELP, SlurmOptions
 from models.errors import InputError
 from models.frames import OWN_OUTPUTS
 from models.runtime import DEVICES, locate
@@ -45,7 +46,12 @@ class AppConfig:
     checkpoint: str | None = opt(None, "checkpoint folder with config.json + model.pth: a path, else a name under "
                                      "checkpoints/ or runs/ (default: released v0.0.1)")
     device: str = opt("auto", "auto (cuda if present) | cpu | cuda", choices=DEVICES)
-    batch_size: int = opt(0, "frames per network call (0 = auto: 2 on CPU, measured fastest; 16 on CUDA)", min=0)
+    batch_size: int = opt(0, "frames per network call (0 = auto: 1 on CPU, one call in flight per core, measured "
+                          "fastest; 16 on CUDA)", min=0)
+    precision: str = opt("exact", "exact: float32 | mixed: bfloat16 trunk, float32 input conv and low-level "
+                         "branches (within 1e-4 of exact) | bf16 | fp16 (CUDA); mixed and bf16 need native bfloat16 "
+                         "(AVX512_BF16/AMX, or CUDA), else exact with a warning (docs/scoring.md)",
+                         choices=("exact", "mixed", "bf16", "fp16"))  # = precision.PRECISIONS (no torch import here)
     window: str = opt("auto", "auto: one pass up to the validated length (as upstream), windows of the validated "
                       "size beyond it | 0: always one pass | N: windows of N frames; the score is the mean of the "
                       "window scores", metavar="auto|0|N")
@@ -55,6 +61,15 @@ class AppConfig:
     sort: str = opt("natural", "frame order within a folder: natural (frame2 before frame10) | plain (upstream's "
                     "sorted())", choices=("natural", "plain"))
     quiet: bool = opt(False, "no progress bars or info messages, the table and warnings only")
+    # sharding and clusters (models/nvs_sqa/shard.py, docs/cluster.md)
+    shard: str | None = opt(None, "score only shard I of N (a deterministic 1/N of the sequences) into --out; "
+                            "merge the shards with --merge", metavar="I/N", group=GROUP)
+    merge: list[str] | None = opt(None, "OUT_DIR SHARD_DIR…: merge shard folders into the files one unsharded run "
+                                  "writes (a missing or duplicated shard is an error)", metavar="DIR", group=GROUP)
+    executor: str = opt("none", "none: score here | local, slurm: --shards N jobs through submitit, then merged "
+                        "into --out", choices=("none", *EXECUTORS), group=GROUP)
+    shards: int = opt(0, "with --executor: the number of shard jobs", min=0, group=GROUP)
+    slurm: SlurmOptions = opt(SlurmOptions(), SLURM_HELP)
 
 
 def error(fmt: str, *args: Any) -> None:
@@ -198,12 +213,24 @@ def write_results(out: Path, rows: list[dict], feats: dict[str, np.ndarray], win
 
 def run(cfg: AppConfig) -> int:
     """Score every sequence of ``cfg.inputs`` and merge the results into the out folder; returns the exit code."""
-    from models.nvs_sqa import NVSSQA
+    from models.nvs_sqa import NVSSQA, shard
     from models.nvs_sqa.figures import quality_curve
     from models.nvs_sqa.validity import Limits
 
+    if cfg.merge or cfg.executor != "none":  # --merge OUT SHARD…, or N shard jobs then their merge
+        files = {"features": FEATURES, "meta": FEATURES_META, "scores": SCORES_JSON, "windows": WINDOWS_CSV,
+                 "curves": CURVES}  # fmt: skip
+        if cfg.merge:
+            return shard.merge(Path(cfg.merge[0]), [Path(d) for d in cfg.merge[1:]], write_results, files)
+        return shard.submit(cfg, Path(cfg.out) if cfg.out else default_out(cfg.inputs), run, write_results, files)
     setting = window_setting(cfg)
     paths, skipped, failures = discover_inputs(cfg.inputs)
+    origin: dict[str, Path] = {}  # name -> the sequence scored under it (a shard's shard.json lists them)
+    if cfg.shard:  # only this shard's sequences; an empty shard still writes its shard.json
+        paths, order = shard.select(paths, cfg.inputs, cfg.shard, cfg.out)
+        if not paths and not failures and cfg.out:
+            shard.write_manifest(Path(cfg.out), cfg, {}, order, {})
+            return 0
     out = Path(cfg.out) if cfg.out else default_out(cfg.inputs)
     if not paths:
         if not failures:
@@ -212,7 +239,7 @@ def run(cfg: AppConfig) -> int:
     try:
         res.check_creatable(out)
         ckpt = locate(cfg.checkpoint, CHECKPOINTS_DIR, RUNS_DIR, what="--checkpoint") if cfg.checkpoint else None
-        model = NVSSQA.from_checkpoint(ckpt, cfg.device)
+        model = NVSSQA.from_checkpoint(ckpt, cfg.device, precision=cfg.precision)
         if model.regressor is None and not cfg.features_only:
             model.predict([])  # raises the one-line "no regressor" error
         check_same_model(out, model.info, cfg.features_only)
@@ -222,7 +249,7 @@ def run(cfg: AppConfig) -> int:
     if (out / FEATURES).is_file() and not (out / FEATURES_META).is_file() and not (out / SCORES_JSON).is_file():
         log.warning("%s: no record of the checkpoint that made it; this run's features are merged into it",
                     out / FEATURES)
-    batch = cfg.batch_size or (16 if model.device.type == "cuda" else 2)
+    batch = cfg.batch_size or (16 if model.device.type == "cuda" else 1)
     lim = Limits.load()
 
     rows, feats, windows, curves, sources = [], {}, [], {}, {}
@@ -239,6 +266,7 @@ def run(cfg: AppConfig) -> int:
         if name != seq.name:
             log.warning("%s: name %r is taken by %s; written as %r", seq.source, seq.name, sources[seq.name], name)
         row["name"], sources[name] = name, seq.source
+        origin[name] = path
         if row["warnings"]:
             log.warning("%s (%s): outside the validated range: %s", name, seq.source, "; ".join(row["warnings"]))
         if spans is not None:
@@ -253,10 +281,13 @@ def run(cfg: AppConfig) -> int:
     info = model.info
     meta = res.stamp(model_version=info.get("model_version"), checkpoint=info.get("path"),
                      checkpoint_sha256=info.get("checkpoint_sha256"), regressor_sha256=info.get("regressor_sha256"),
-                     device=str(model.device), config=asdict(cfg), validity_limits=lim.to_dict(), failed=failures,
+                     device=str(model.device), precision=model.precision,
+                     config=asdict(cfg), validity_limits=lim.to_dict(), failed=failures,
                      skipped=[{"path": str(p), "reason": why} for p, why in skipped])
     try:
         kept = write_results(out, rows, feats, windows, curves, meta, info, cfg.features_only)
+        if cfg.shard:
+            shard.write_manifest(out, cfg, origin, order, {**info, "precision": model.precision})
     except InputError as e:  # another checkpoint's results appeared in --out while this run was scoring
         error("%s", e)
         return 2

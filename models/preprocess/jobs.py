@@ -203,14 +203,16 @@ def run_jobs(jobs: Sequence[Job], context: dict[str, Any], force: bool = False, 
 
 
 @contextmanager
-def exclusive(folder: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (a ``.lock`` file in it): two runs never work on the same jobs."""
+def exclusive(folder: Path, what: str, shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (a ``.lock`` file in it): two runs never work on the same jobs.
+    ``shared``: the lock of one cluster task (tasks share it; each job has its own lock too), which a local run's
+    exclusive lock excludes."""
     import fcntl
 
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as f:
+    with open(folder / ".lock", "a") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             raise InputError(f"{folder}: another {what} is running on this folder; wait for it or use "
                              "another folder") from None

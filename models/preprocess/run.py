@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import re
 import signal
 import sys
 from dataclasses import asdict, dataclass
@@ -17,7 +18,9 @@ from pathlib import Path
 
 from consts import DATASETS_DIR, NS_METHODS, NS_OUTPUTS_DIR, RENDERS_DIR, RUNS_DIR, TRAIN_METHODS, TRAIN_SCENES
 from models.cli import opt
+from models.cluster import EXECUTORS, GROUP, SLURM_HELP, SlurmOptions
 from models.errors import InputError
+from models.preprocess import cluster as pc
 from models.preprocess.commands import COMMAND_ENV, Layout, nerfstudio_device, plan, probe, problems
 from models.preprocess.jobs import FAILED, INTERRUPTED, exclusive, run_jobs
 from models.preprocess.plan import check, dry_run, rel
@@ -55,6 +58,17 @@ class PreprocessConfig:
     plan_json: str | None = opt(None, "write the plan and its GPU-hour estimate (or the --check-cli report) to this "
                                 "JSON file too")
     run_name: str | None = opt(None, "runs/NAME/ gets config.json + summary.json (default: preprocess-<time>)")
+    executor: str = opt("local", "local: on this machine (one job at a time, or one per GPU of --gpus) | slurm: one "
+                        "array task per job through submitit (docs/cluster.md)", choices=EXECUTORS, group=GROUP)
+    gpus: str = opt("", "with --executor local: GPU ids, e.g. 0,1: one job per GPU at a time (default: one job at "
+                    "a time, all GPUs visible)", metavar="0,1,…", group=GROUP)
+    gpus_per_job: int = opt(1, "with --executor slurm: GPUs of each array task (sbatch --gpus-per-node)", min=0,
+                            group=GROUP)
+    wait: bool = opt(False, "with --executor slurm: wait for the tasks and print the summary (default: submit and "
+                     "return; follow with --status)", group=GROUP)
+    status: bool = opt(False, "show every job's state (done / running / queued / failed with its log / to run) and "
+                       "submit nothing", group=GROUP)
+    slurm: SlurmOptions = opt(SlurmOptions(), SLURM_HELP)
 
     def __post_init__(self) -> None:
         # Comma lists are split here, so a config built in code means the same as the flags.
@@ -65,6 +79,13 @@ class PreprocessConfig:
         if bad := [s for s in self.scenes if s not in TRAIN_SCENES and not (captures / s).is_dir()]:
             raise InputError(f"--scenes: unknown scene(s) {', '.join(bad)} (not a training scene, and no custom "
                              f"capture {captures / bad[0]}/); known scenes: {', '.join(TRAIN_SCENES)}")
+        if self.gpus and not re.fullmatch(r"\d+(,\d+)*", self.gpus):
+            raise InputError(f"--gpus {self.gpus}: give GPU ids separated by commas, e.g. 0,1")
+        if self.gpus and self.executor != "local":
+            raise InputError("--gpus is for --executor local; on SLURM each array task gets --gpus-per-job GPUs")
+
+    def gpu_ids(self) -> list[int]:
+        return [int(g) for g in self.gpus.split(",")] if self.gpus else []
 
 
 def check_output_file(path: Path, flag: str) -> None:
@@ -89,13 +110,20 @@ def run(cfg: PreprocessConfig) -> int:
     if cfg.plan_json:
         check_output_file(Path(cfg.plan_json), "--plan-json")
     env = probe(ns_bin)
-    device = nerfstudio_device(cfg.device, env)
+    slurm = cfg.executor == "slurm"  # the GPUs are on the compute nodes, not on the machine that submits
+    device = "cuda" if slurm and cfg.device == "auto" else nerfstudio_device(cfg.device, env)
     jobs = plan(cfg.scenes, cfg.methods, layout, env, device, cfg.max_iters or None, cfg.download)
-    probs = problems(jobs, layout, env, device, cfg.download, cfg.force)
+    if cfg.status:
+        return pc.status(cfg, jobs, layout)
+    probs = [p for p in problems(jobs, layout, env, device, cfg.download, cfg.force)
+             if not (slurm and p.startswith("--device cuda:"))]  # fmt: skip
     if cfg.check_cli:
         return check(cfg, jobs, layout, env)
     if cfg.dry_run:
-        return dry_run(cfg, jobs, env, device, probs)
+        code = dry_run(cfg, jobs, env, device, probs)
+        if slurm:
+            pc.show_submission(cfg, [j for j in jobs if "method" in j.info and (cfg.force or j.done() is None)])
+        return code
     if len(probs) == 1:
         raise InputError(probs[0])
     if probs:  # one line: every problem, numbered (--dry-run lists them one per line)
@@ -106,12 +134,24 @@ def run(cfg: PreprocessConfig) -> int:
     context = stamp(nerfstudio=env.version, nerfstudio_torch=env.torch, nerfstudio_python=env.python,
                     command_env=COMMAND_ENV)
     check_writable(layout.renders, "--renders")
-    with exclusive(layout.renders, "preprocess.py"):
+    if slurm:  # downloads on this machine (compute nodes may have no network), renders as array tasks
+        with exclusive(layout.renders, "preprocess.py"):
+            results, interrupted = run_jobs([j for j in jobs if "method" not in j.info], context, env=env.child_env())
         write_json(run_dir / "config.json", {**context, "config": asdict(cfg), "device": device})
-        results, interrupted = run_jobs(jobs, context, cfg.force, env=env.child_env())
-    rows = [r.row() for r in results]
+        got = None if interrupted else pc.submit(cfg, [j for j in jobs if "method" in j.info], context, layout)
+        if got is None:
+            return 130 if interrupted else 0
+        rows = [r.row() for r in results] + got
+    else:
+        with exclusive(layout.renders, "preprocess.py"):
+            write_json(run_dir / "config.json", {**context, "config": asdict(cfg), "device": device})
+            if cfg.gpus:
+                rows, interrupted = pc.run_on_gpus(cfg, jobs, context, cfg.gpu_ids()), False
+            else:
+                results, interrupted = run_jobs(jobs, context, cfg.force, env=env.child_env())
+                rows = [r.row() for r in results]
     print(table(rows, ["job", "status", "frames", "train s", "render s", "mp4 s", "total s", "note"], floatfmt=".1f"))
-    counts = {s: sum(r.status == s for r in results) for s in dict.fromkeys(r.status for r in results)}
+    counts = {s: sum(r["status"] == s for r in rows) for s in dict.fromkeys(r["status"] for r in rows)}
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
     write_json(run_dir / "summary.json", {**context, "device": device, "counts": counts, "rows": rows,
                                           "interrupted": interrupted})  # fmt: skip
@@ -119,7 +159,7 @@ def run(cfg: PreprocessConfig) -> int:
     if interrupted:
         print("interrupted: run the same command again to resume (the unfinished job is redone)", file=sys.stderr)
         return 130
-    return 1 if any(r.status in (FAILED, INTERRUPTED) for r in results) else 0
+    return 1 if any(r["status"] in (FAILED, INTERRUPTED, pc.RUNNING_ELSEWHERE) for r in rows) else 0
 
 
 def _sigterm(signum: int, frame: object) -> None:

@@ -25,6 +25,7 @@ from models.errors import InputError
 from models.nvs_sqa import ModelConfig
 from models.results import check_creatable
 from models.runtime import locate, resolve_device
+from models.training.cluster import stop_requested
 from models.training.config import TrainConfig, epoch_batches, step_loader, training_scenes
 from models.training.contrastive import ContrastiveModel, head_losses, validate
 from models.training.device_targets import batch_targets
@@ -223,11 +224,13 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         at_end = step % steps_per_epoch == 0
         if at_end and dist.main:
             end_of_epoch(epoch + 1)
-        stop = bool(cfg.stop_after_steps) and step == cfg.stop_after_steps
+        asked = bool(cfg.stop_after_steps) and step == cfg.stop_after_steps
+        stop = stop_requested(dist.world, asked)  # or a SLURM timeout/preemption signal: save here, then requeue
         if at_end or stop:
             save(epoch + 1 if at_end else epoch)
         if stop:
-            log.info("stopped at step %d as asked (--stop-after-steps); continue with --resume %s", step, run_dir)
+            why = "as asked (--stop-after-steps)" if asked else "on the scheduler's signal (timeout or preemption)"
+            log.info("stopped at step %d %s; continue with --resume %s", step, why, run_dir)
             return run_dir
         t_wait = time.perf_counter()
     if bar is not None:

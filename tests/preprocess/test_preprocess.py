@@ -76,8 +76,8 @@ out = Path(o["--output-path"])
 out = out.parent / out.stem  # where nerfstudio writes --output-format images
 out.mkdir(parents=True, exist_ok=True)
 for i in range(int(os.environ.get("FAKE_NS_FRAMES", "4"))):
-    if str(i) == os.environ.get("FAKE_NS_HANG_AT"):
-        Path(os.environ["FAKE_NS_HANG_FLAG"]).write_text("hanging")
+    if str(i) == os.environ.get("FAKE_NS_HANG_AT") and os.environ.get("FAKE_NS_HANG_JOB", "") in str(out):
+        Path(os.environ["FAKE_NS_HANG_FLAG"]).write_text(str(os.getpid()))  # the pid: tests/cluster kills it
         time.sleep(60)
     Image.fromarray(np.full((24, 32, 3), 40 * i + 10, np.uint8)).save(out / f"{i:05d}.png")
 """
