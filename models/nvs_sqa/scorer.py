@@ -67,6 +67,23 @@ class WindowedScore:
         return int(self.starts[i]), int(self.ends[i]), float(self.scores[i])
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters (malloc.h)
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 512 << 20) -> bool:
+    """Have glibc's malloc keep freed blocks for reuse instead of returning them to the kernel: the encoder's
+    per-frame maps (4–9 MB a frame) are otherwise mmap'ed or trimmed and re-faulted on every call, several
+    thousand page faults a frame on the worker threads (≈8 % of the time end to end: docs/performance.md). Process-wide
+    and numerics-neutral; False where the C library is not glibc (then nothing changes)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
 class NVSSQA:
     """The scorer: load once, then :meth:`features` / :meth:`score` for any number of sequences.
 
@@ -95,6 +112,8 @@ class NVSSQA:
         # CPU: frames in flight on `workers` threads of one intra-op thread each (0 = one per torch thread):
         # the small late layers keep every core busy this way, which intra-op splitting of one call does not.
         self.workers = (workers or torch.get_num_threads()) if self.device.type == "cpu" else 1
+        if self.device.type == "cpu" and fast and not keep_freed_memory():
+            log.debug("mallopt not available: freed encoder maps go back to the kernel (slower, same results)")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "auto",

@@ -4,6 +4,10 @@ in flight on several threads give the same features as one after another."""
 from __future__ import annotations
 
 import io
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +108,29 @@ def test_worker_error_reaches_the_caller(released_dir, clip):
         list(many._encode(many._batches(frames(), 1)))
     with pytest.raises(RuntimeError):  # from a worker: a frame too small for the network
         list(many._encode(iter([torch.zeros(1, 8, 8, 3, dtype=torch.uint8)])))
+
+
+
+_FAULTS = """
+import resource, sys, numpy as np, torch
+import models.nvs_sqa.scorer as sc
+if sys.argv[1] == "default":
+    sc.keep_freed_memory = lambda: True  # leave glibc's defaults
+m = sc.NVSSQA.from_checkpoint(None, "cpu", workers=2)
+frames = np.random.default_rng(0).integers(0, 256, (6, 768, 960, 3), dtype=np.uint8)
+m.frame_features(frames[:2], batch_size=1)  # warm-up: first touches fault in either case
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+m.frame_features(frames, batch_size=1)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // len(frames))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_freed_maps_are_reused_not_refaulted(released_dir):
+    def faults_per_frame(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[2])
+        return int(out.stdout.split()[-1])
+
+    default, kept = faults_per_frame("default"), faults_per_frame("kept")
+    assert default > 1000 and kept < default / 5, (default, kept)  # 960x768 frames on worker threads
