@@ -2,15 +2,19 @@
 
     python -m benchmarks.gpu_check            # from the repository root (also: python benchmarks/gpu_check.py)
 
-1. the scorer on CUDA: features of the two examples against ``../shared/reference/features.npz`` (<= 1e-4, as the
-   CPU parity test) and ms/frame;
+1. the scorer on CUDA in each precision mode (``--scorer-precisions``, default exact,fp16,bf16,mixed) at batch 16
+   (``--scorer-batch-size``): the mode that ran (a GPU without bfloat16 runs exact instead), frames/s after a
+   warm-up pass, peak GPU memory, per example the max |feature difference| from
+   ``../shared/reference/features.npz`` (exact: <= 1e-4, as the CPU parity test) and the JOD difference from
+   ``scores.json``, and whether the order of the examples of one scene by JOD is exact's (benchmarks/gpu_scorer.py);
 2. ``train.py`` (preset ``full``, or ``paper`` where that is still its name: read from ``train.py --help``) for a
    few steps in fp32 and with ``--amp``, each in its own process: pairs/s and the share of a step spent waiting
    for data from its ``runs/<name>/metrics.jsonl``, peak GPU memory from ``torch.cuda.max_memory_allocated``
    (the child below records it);
 3. DDP over every visible GPU with NCCL (``torch.distributed.run``) when there are at least 2, else "1 GPU: skipped";
 4. CrossScore ``predict`` in fp16 autocast vs fp32: max |difference| of the maps on a few example frames (the
-   tiny checkpoint of ``make crossscore-demo``; skipped with the reason when it is absent).
+   committed demo model ``examples/.crossscore-demo.pth``, else the tiny checkpoint of ``make crossscore-demo``;
+   skipped with the reason when neither is there).
 
 A part that fails is recorded as failed (with the tail of its error) and the others still run. Without CUDA it
 prints one line and exits 0 without writing anything.
@@ -33,11 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # `python benchmarks/gpu_check.py`: the repository's modules must import
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.gpu_scorer import FEATURE_TOL, SCORER_PRECISIONS, failed, fmt, modes_md, parse_precisions, sync  # noqa: E402
+from benchmarks.gpu_scorer import measure as measure_scorer  # noqa: E402
 from models import cli  # noqa: E402
 from models.cli import opt  # noqa: E402
 
 NO_CUDA = "gpu-check: no CUDA device here (torch.cuda.is_available() is False): nothing measured, nothing written"
-FEATURE_TOL = 1e-4  # the CPU parity test's tolerance (tests/nvs_sqa/test_network.py)
 CHILD_FLAG = "--train-child"  # internal: run train.py in this process and record its peak GPU memory
 EXAMPLES = ("Giraffe+NeRF", "Giraffe+IBRNet-C")
 DEVICE = "cuda"  # what every part runs on (the tests set "cpu" to run the same code without a GPU)
@@ -52,6 +57,9 @@ class GpuCheckConfig:
     workers: int = opt(4, "train.py --workers (DataLoader processes computing pairs and targets)", min=0)
     renders: str = opt("", "training renders (default: the two examples linked into a temporary folder)")
     scorer_repeats: int = opt(3, "timed passes over each example (after one warm-up pass)", min=1)
+    scorer_precisions: str = opt(",".join(SCORER_PRECISIONS), "scorer precision modes to measure, comma-separated "
+                                 f"(of {', '.join(SCORER_PRECISIONS)}; exact is the one held to 1e-4)")
+    scorer_batch_size: int = opt(16, "frames per scorer network call", min=1)
     crossscore_frames: int = opt(4, "example frames scored by CrossScore in fp16 and fp32", min=1)
     out: str = opt("benchmarks", "folder for gpu.json and gpu.md")
 
@@ -93,10 +101,6 @@ def summarize_steps(rows: list[dict[str, Any]], stamps: list[float] | None = Non
     return out
 
 
-def _fmt(v: Any, spec: str = ".3g") -> str:
-    return "–" if v is None else format(v, spec) if isinstance(v, float) else str(v)
-
-
 def report_md(res: dict[str, Any]) -> str:
     """The markdown of ``benchmarks/gpu.md`` from the results dict that ``gpu.json`` holds."""
     lines = ["# GPU check (`make gpu-check`)", "",
@@ -104,12 +108,14 @@ def report_md(res: dict[str, Any]) -> str:
              f"(CUDA {res.get('cuda', '?')}), {res.get('created', '?')}.", ""]  # fmt: skip
     sc = res.get("scorer", {})
     lines += ["## Scorer on CUDA: parity and speed", ""]
-    if sc.get("status") == "ok":
+    if sc.get("status") == "ok" and "modes" in sc:
+        lines += modes_md(sc)
+    elif sc.get("status") == "ok":  # a gpu.json from before the precision sweep: exact only
         lines += ["| example | frames | max abs feature diff | ≤ 1e-4 | ms/frame |", "|---|---|---|---|---|"]
         for e in sc["examples"]:
             ok = "–" if e.get("max_abs_diff") is None else "yes" if e["max_abs_diff"] <= FEATURE_TOL else "**no**"
-            lines.append(f"| {e['name']} | {e['frames']} | {_fmt(e.get('max_abs_diff'), '.2e')} | {ok} | "
-                         f"{_fmt(e['ms_per_frame'], '.2f')} |")
+            lines.append(f"| {e['name']} | {e['frames']} | {fmt(e.get('max_abs_diff'), '.2e')} | {ok} | "
+                         f"{fmt(e['ms_per_frame'], '.2f')} |")
         lines.append("")
     else:
         lines += [f"{sc.get('status', 'not run')}: {sc.get('reason', '')}", ""]
@@ -119,10 +125,10 @@ def report_md(res: dict[str, Any]) -> str:
     for r in res.get("training", []):
         mib = r.get("peak_gpu_mib")
         lines.append(f"| {r['run']} | {r.get('preset', '–')} | {r.get('gpus', '–')} | {r.get('batch_size', '–')} | "
-                     f"{r['status']}{': ' + r['reason'] if r.get('reason') else ''} | {_fmt(r.get('pairs_per_s'))} "
-                     f"| {_fmt(r.get('pairs_per_s_wall'))} | "
-                     f"{_fmt(r.get('data_wait_fraction') * 100, '.1f') + ' %' if 'data_wait_fraction' in r else '–'}"
-                     f" | {_fmt(mib, '.0f')} |")
+                     f"{r['status']}{': ' + r['reason'] if r.get('reason') else ''} | {fmt(r.get('pairs_per_s'))} "
+                     f"| {fmt(r.get('pairs_per_s_wall'))} | "
+                     f"{fmt(r.get('data_wait_fraction') * 100, '.1f') + ' %' if 'data_wait_fraction' in r else '–'}"
+                     f" | {fmt(mib, '.0f')} |")
     lines += ["", "pairs/s (logged): from the step times train.py writes to metrics.jsonl (its timers do not "
               "wait for the GPU); pairs/s (wall): between the logged steps, each logged after its loss was read "
               "back. Peak GPU memory: `torch.cuda.max_memory_allocated` in the training process (rank 0 for DDP).",
@@ -138,47 +144,9 @@ def report_md(res: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- measurements
-def _failed(e: BaseException) -> dict[str, Any]:
-    text = str(e).strip().splitlines()
-    return {"status": "failed", "reason": f"{type(e).__name__}: {text[-1] if text else ''}"[:400]}
-
-
-def _sync() -> None:
-    import torch
-
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-
-
 def check_scorer(cfg: GpuCheckConfig) -> dict[str, Any]:
-    """Features of the examples on CUDA vs the release's own (<= 1e-4) and ms/frame (after a warm-up pass)."""
-    import numpy as np
-
-    from consts import EXAMPLES_DIR, RELEASED, SHARED_DIR
-    from models.frames import is_image
-    from models.nvs_sqa import NVSSQA
-
-    if not (RELEASED.dir / "model.pth").is_file():
-        return {"status": "skipped", "reason": "released weights missing: run `make setup`"}
-    ref_file = SHARED_DIR / "reference" / "features.npz"
-    ref = dict(np.load(ref_file)) if ref_file.is_file() else {}
-    model = NVSSQA.from_checkpoint(None, device=DEVICE)
-    rows = []
-    for name in EXAMPLES:
-        folder = EXAMPLES_DIR / name
-        n = sum(1 for p in folder.iterdir() if is_image(p))
-        f = model.features(folder, batch_size=16)  # warm-up (cuDNN), and the features compared
-        _sync()
-        t0 = time.perf_counter()
-        for _ in range(cfg.scorer_repeats):
-            model.features(folder, batch_size=16)
-        _sync()
-        ms = (time.perf_counter() - t0) / (cfg.scorer_repeats * n) * 1000
-        diff = float(np.abs(f - ref[name]).max()) if name in ref else None
-        rows.append({"name": name, "frames": n, "max_abs_diff": diff, "ms_per_frame": ms})
-    ok = all(r["max_abs_diff"] is not None and r["max_abs_diff"] <= FEATURE_TOL for r in rows)
-    return {"status": "ok", "examples": rows, "tolerance": FEATURE_TOL, "parity": ok if ref else None,
-            "reference": str(ref_file) if ref else f"{ref_file} missing: parity not checked", "batch_size": 16}
+    """The scorer part (benchmarks/gpu_scorer.py) on ``DEVICE`` with the configured modes, batch and repeats."""
+    return measure_scorer(cfg.scorer_precisions, cfg.scorer_batch_size, cfg.scorer_repeats, DEVICE, EXAMPLES)
 
 
 def _renders(cfg: GpuCheckConfig, tmp: Path) -> str:
@@ -213,42 +181,52 @@ def run_training(label: str, preset: str, cfg: GpuCheckConfig, tmp: Path, amp: b
         row.update(summarize_steps(rows, rank0.get("step_stamps")))
         row["peak_gpu_mib"] = rank0["peak_bytes"] / 2**20
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        return {**row, **_failed(e)}
+        return {**row, **failed(e)}
     return {**row, "status": "ok"}
 
 
 def check_crossscore(cfg: GpuCheckConfig) -> dict[str, Any]:
-    """CrossScore maps of a few example frames with fp16 autocast vs fp32 on CUDA (the same inputs)."""
+    """CrossScore maps of a few example frames with fp16 autocast vs fp32 on CUDA (the same inputs), with the committed
+    demo model (what ``crossscore.py predict`` uses by default), else the tiny checkpoint of make crossscore-demo."""
     import torch
 
-    from consts import CROSSSCORE_TINY_DIR, EXAMPLES_DIR
+    from consts import CROSSSCORE_DEMO_MODEL, CROSSSCORE_TINY_DIR, EXAMPLES_DIR
     from models.crossscore.checkpoint import load_model
     from models.crossscore.data import Item, collate, list_images, load_sample
     from models.crossscore.evaluate import net_predictor
     from models.crossscore.predict import short_side_for
 
-    if not (CROSSSCORE_TINY_DIR / "model.pth").is_file():
-        return {"status": "skipped", "reason": f"no CrossScore checkpoint at {CROSSSCORE_TINY_DIR} (made by "
-                "`make crossscore-demo`; the upstream checkpoint cannot be fetched here)"}
+    if CROSSSCORE_DEMO_MODEL.is_file():
+        ckpt = str(CROSSSCORE_DEMO_MODEL)
+    elif (CROSSSCORE_TINY_DIR / "model.pth").is_file():
+        ckpt = str(CROSSSCORE_TINY_DIR)
+    else:
+        return {"status": "skipped", "reason": f"no CrossScore checkpoint: neither {CROSSSCORE_DEMO_MODEL} (committed "
+                f"demo model) nor {CROSSSCORE_TINY_DIR} (made by `make crossscore-demo`); the upstream checkpoint "
+                "cannot be fetched here"}  # fmt: skip
     dev = torch.device(DEVICE)
-    net, _info = load_model(str(CROSSSCORE_TINY_DIR))
+    net, _info = load_model(ckpt)
     net.to(dev)
     pool = list_images(EXAMPLES_DIR / EXAMPLES[0])
     step = max(1, len(pool) // cfg.crossscore_frames)
     queries = pool[::step][: cfg.crossscore_frames]
-    short = short_side_for(-1, str(CROSSSCORE_TINY_DIR))
+    short = short_side_for(-1, ckpt)
     batch = collate([load_sample(Item(q, pool, None), 5, short) for q in queries])
     half, full = net_predictor(net, dev, fp16=True)(batch), net_predictor(net, dev, fp16=False)(batch)
     d = (half - full).abs()
-    return {"status": "ok", "checkpoint": str(CROSSSCORE_TINY_DIR), "query": EXAMPLES[0], "frames": len(queries),
+    return {"status": "ok", "checkpoint": ckpt, "query": EXAMPLES[0], "frames": len(queries),
             "map_shape": list(full.shape[1:]), "max_abs_diff": float(d.max()), "mean_abs_diff": float(d.mean())}
+
+
+def _sync() -> None:
+    sync(DEVICE)
 
 
 def _guard(fn, *args: Any) -> dict[str, Any]:
     try:
         return fn(*args)
     except Exception as e:  # noqa: BLE001 - one part failing must not stop the others; recorded in the report
-        return _failed(e)
+        return failed(e)
 
 
 def run(cfg: GpuCheckConfig) -> int:
@@ -271,7 +249,7 @@ def run(cfg: GpuCheckConfig) -> int:
     try:
         preset = pick_preset(help_text)
     except RuntimeError as e:
-        training.append({"run": "train.py", **_failed(e)})
+        training.append({"run": "train.py", **failed(e)})
     else:
         with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
             for label, amp in (("fp32", False), ("amp", True)):
@@ -335,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == [CHILD_FLAG]:
         return train_child(argv[1], argv[3:] if argv[2:3] == ["--"] else argv[2:])
     desc = "What only a CUDA machine can measure -> benchmarks/gpu.{json,md} (without CUDA: says so, writes nothing)"
-    return cli.main(lambda a: cli.parse(GpuCheckConfig, a, description=desc).config, run, argv)
+
+    def parse(a: list[str] | None) -> GpuCheckConfig:
+        cfg = cli.parse(GpuCheckConfig, a, description=desc).config
+        parse_precisions(cfg.scorer_precisions)  # a bad mode name: one `error:` line, before anything runs
+        return cfg
+
+    return cli.main(parse, run, argv)
 
 
 if __name__ == "__main__":
