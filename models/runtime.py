@@ -48,6 +48,20 @@ def locate(value: str, default_parent: Path, *more_parents: Path, what: str = "p
     raise InputError(f"{what} {value}: not found (looked in: {', '.join(map(str, tried))}); {hint}")
 
 
+def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name from ``cpuinfo`` ("AMD EPYC"), else what ``platform`` reports; for results files."""
+    import platform
+
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def set_threads(threads: int) -> None:
     """``threads`` > 0: torch intra-op threads for this process; 0 leaves torch's default (one per core)."""
     if threads < 0:

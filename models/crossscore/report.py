@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from models.crossscore.demo import HELDOUT_KINDS
 from models.crossscore.evaluate import evaluate, make_predictor, summarise
 from models.crossscore.figures import to_hwc, write_figure
 from models.results import atomic_write_bytes, stamp, table, write_json
-from models.runtime import set_threads
+from models.runtime import cpu_name, set_threads
 
 log = logging.getLogger(__name__)
 COLUMNS = ("model", "subset", "n", "l1", "psnr", "pearson", "srcc", "pred_ssim", "true_ssim", "upstream_l1",
@@ -50,11 +49,7 @@ class ReportConfig:
 
 
 def _machine() -> str:
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, no GPU used"
+    return f"{cpu_name()}, {os.cpu_count()} cores, no GPU used"
 
 
 def report(data: Path, checkpoint: str, noref: str, out: Path, figure: Path, short_side: int = 0,

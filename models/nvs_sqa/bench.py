@@ -32,6 +32,7 @@ import numpy as np
 
 from consts import CACHE_DIR, EXAMPLES_DIR, RELEASED, ROOT, SHARED_DIR
 from models.results import atomic_write_bytes, atomic_write_json, sha256_file, stamp, table
+from models.runtime import cpu_name
 
 OUT_DIR = ROOT / "benchmarks"
 GOALS = {"exact": 3.0, "mixed": 4.5, "bf16": 5.0, "app": 3.0}  # × the authors' frames/s (issue 15)
@@ -236,8 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             long = _run_worker("exact", [_long_sequence(5, Path(tmp) / "Giraffe+NeRF-x5")], a.batch_size)
         long_row = {"engine": "exact (600 frames)", "frames": 600, "ms_per_frame": _ms_per_frame(long),
                     "peak_rss_mb": long["peak_rss_mb"], "load_s": long["load_s"]}
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    machine = f"{cpu}, {os.cpu_count()} cores, {platform.system()} (no GPU)"
+    machine = f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} (no GPU)"
     by = {r["engine"]: r for r in rows}
     goals = {f"{e}>={g}x": by[e]["speedup"] >= g for e, g in GOALS.items() if e in by}
     goals.update({f"{e} feature_err<=1e-4": by[e].get("feature_err", 1) <= 1e-4 for e in ("exact", "app", "mixed")

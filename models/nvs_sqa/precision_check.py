@@ -23,6 +23,7 @@ import numpy as np
 
 from consts import EXAMPLES_DIR, ROOT, SHARED_DIR
 from models.results import atomic_write_bytes, atomic_write_json, stamp, table
+from models.runtime import cpu_name
 
 log = logging.getLogger(__name__)
 OUT_DIR = ROOT / "benchmarks"
@@ -130,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from models.nvs_sqa.precision import native_bf16
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    result = stamp(machine=f"{cpu}, {os.cpu_count()} cores", cpu_native_bf16=native_bf16(), **measure())
+    result = stamp(machine=f"{cpu_name()}, {os.cpu_count()} cores", cpu_native_bf16=native_bf16(), **measure())
     OUT_DIR.mkdir(exist_ok=True)
     atomic_write_json(OUT_DIR / "precision.json", result)
     md = render_md(result)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -34,20 +33,11 @@ from consts import ROOT
 from models import cli
 from models.cli import opt
 from models.results import atomic_write_bytes, stamp, table, write_json
+from models.runtime import cpu_name
 
 log = logging.getLogger(__name__)
 OUT = ROOT / "benchmarks"
 CALIB = ROOT / "tests" / "training" / "calibration"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
@@ -170,7 +160,7 @@ class BenchConfig:
 
 def run(a: BenchConfig) -> int:
     """Measure, write benchmarks/train-cpu.{json,md}, print the markdown; InputError -> exit 2 (cli.main)."""
-    res: dict = {"cpu": _cpu(), "cores": os.cpu_count(), "device": "cpu (no GPU lent)",
+    res: dict = {"cpu": cpu_name(), "cores": os.cpu_count(), "device": "cpu (no GPU lent)",
                  "loadavg_start": [round(x, 2) for x in os.getloadavg()], "torch_threads": torch.get_num_threads()}
     res["strred"] = bench_strred()
     res["targets"] = [bench_targets("cpu-smoke", a.renders, 6)]
