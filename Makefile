@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint bench gpu-check validity clean slurm-up cluster-test
+.PHONY: help setup demo test test-fast lint bench roofline gpu-check validity clean slurm-up cluster-test
 
 ## help: this list (the default goal: `make` alone installs and runs nothing)
 help:
@@ -48,6 +48,10 @@ validity: setup
 ## bench: the authors' code vs ours (exact; mixed/bf16 with native bf16) and app.py, interleaved -> benchmarks/scorer.{json,md}
 bench: setup
 	$(PY) -m models.nvs_sqa.bench
+
+## roofline: per-convolution time in place vs this CPU's float32 peak; the floor and ceiling speed-up -> benchmarks/roofline.{json,md}
+roofline: setup
+	$(PY) -m models.nvs_sqa.roofline
 
 ## gpu-check: on CUDA: scorer parity + ms/frame, train fp32/AMP (+DDP), CrossScore fp16 -> benchmarks/gpu.{json,md}
 # Without CUDA it prints one line and writes nothing (docs/performance.md, "GPU check").

@@ -228,8 +228,14 @@ class _ConvSiLU(nn.Module):
         self.fused = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pad:
-            x = F.pad(x, self.pad, mode="reflect")
+        return self.convolve(self.pad_input(x))
+
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The reflect-padded input (``x`` itself for an unpadded convolution)."""
+        return F.pad(x, self.pad, mode="reflect") if self.pad else x
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """SiLU(conv(x)) of an already padded ``x`` (roofline.py times the two steps apart)."""
         if not self.fused:
             return F.silu(F.conv2d(x, self.weight, self.bias, self.stride))
         return torch.ops.mkldnn._convolution_pointwise(
