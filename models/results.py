@@ -97,6 +97,14 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_json(path, json_safe(obj))
 
 
+def write_report(folder: Path, stem: str, result: dict[str, Any], md: str) -> None:
+    """A benchmark's two results files, each atomically: ``<stem>.json`` (strict JSON) and ``<stem>.md``; and the
+    markdown on stdout."""
+    write_json(Path(folder) / f"{stem}.json", result)
+    atomic_write_bytes(Path(folder) / f"{stem}.md", md.encode())
+    print(md)
+
+
 def check_writable(folder: Path, flag: str = "--out") -> None:
     """Fail early (before any compute) when results cannot be written to ``folder`` (``flag``: the option to change)."""
     try:

@@ -35,7 +35,7 @@ from models import cli
 from models.cli import opt
 from models.frames import is_image
 from models.pixels import read_image
-from models.results import atomic_write_bytes, read_json, stamp, table, write_json
+from models.results import read_json, stamp, table, write_report
 from models.runtime import cpu_name
 
 OUT_DIR = ROOT / "benchmarks"
@@ -193,11 +193,7 @@ def run(cfg: RooflineConfig) -> int:
     machine = f"{cpu_name()}, {cores} cores, torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
     res = stamp(machine=machine, measured=measured, summary=summarize(measured, cores, authors_median()),
                 load_before=load_before, load_after=os.getloadavg()[0])  # fmt: skip
-    out = Path(cfg.out)
-    write_json(out / "roofline.json", res)
-    md = report_md(res)
-    atomic_write_bytes(out / "roofline.md", md.encode())
-    print(md)
+    write_report(Path(cfg.out), "roofline", res, report_md(res))
     return 0
 
 

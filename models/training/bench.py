@@ -32,7 +32,7 @@ import torch
 from consts import ROOT
 from models import cli
 from models.cli import opt
-from models.results import atomic_write_bytes, stamp, table, write_json
+from models.results import stamp, table, write_report
 from models.runtime import cpu_name
 
 log = logging.getLogger(__name__)
@@ -169,11 +169,7 @@ def run(a: BenchConfig) -> int:
         res["targets"].append(bench_targets("full", a.renders, 3))
         res["training"].append(bench_training("full", a.renders, a.paper_steps, batch_size=2, scene_repeats=2))
     res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    out = Path(a.out)
-    write_json(out / "train-cpu.json", stamp(**res))
-    md = to_markdown(res)
-    atomic_write_bytes(out / "train-cpu.md", md.encode())
-    print(md)
+    write_report(Path(a.out), "train-cpu", stamp(**res), to_markdown(res))
     return 0
 
 
