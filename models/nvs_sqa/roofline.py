@@ -33,6 +33,7 @@ from tqdm import tqdm
 from consts import EXAMPLES_DIR, ROOT
 from models import cli
 from models.cli import opt
+from models.errors import InputError
 from models.frames import is_image
 from models.pixels import read_image
 from models.results import read_json, stamp, table, write_report
@@ -62,10 +63,11 @@ def sgemm_peak(n: int = 1024, repeats: int = 5) -> float:
 
 
 def _frames(every: int) -> list[Path]:
-    paths = [p for name in EXAMPLES for p in sorted((EXAMPLES_DIR / name).iterdir()) if is_image(p)]
-    if not paths:
-        raise SystemExit(f"{EXAMPLES_DIR}: no example frames; run from a full checkout")
-    return paths[::every]
+    folders = [EXAMPLES_DIR / name for name in EXAMPLES]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise InputError(f"{missing[0]}: example frames missing; run from a full checkout (`git checkout examples/`)")
+    return [p for f in folders for p in sorted(f.iterdir()) if is_image(p)][::every]
 
 
 def measure(every: int = 4) -> dict[str, Any]:
@@ -82,11 +84,11 @@ def _measure(every: int) -> dict[str, Any]:
     from models.nvs_sqa.network import _ConvSiLU
     from models.nvs_sqa.scorer import NVSSQA
 
+    paths = _frames(every)  # before the model: a missing input is reported at once
     model = NVSSQA.from_checkpoint(None, device="cpu", workers=1)  # exact; sets the allocator as app.py does
     convs = [m for m in model._encoder.modules() if isinstance(m, _ConvSiLU)]
     if not convs:
-        raise SystemExit("the exact fast path (oneDNN fused conv+SiLU) is not available here: nothing to time")
-    paths = _frames(every)
+        raise InputError("this torch build has no oneDNN fused conv+SiLU (the exact fast path): nothing to time")
     decode_ms, frames = [], []
     for p in paths:
         t = time.perf_counter()

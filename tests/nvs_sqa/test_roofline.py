@@ -90,3 +90,11 @@ def test_bad_every_is_one_line(capsys):
         rl.main(["--every", "0"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "--every 0: must be >= 1" in err
+
+
+def test_missing_examples_are_one_error_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(rl, "EXAMPLES_DIR", tmp_path)
+    assert rl.main(["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {tmp_path / 'Giraffe+NeRF'}: example frames missing")
+    assert not (tmp_path / "out").exists()
