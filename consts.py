@@ -21,6 +21,8 @@ CACHE_DIR: Final = ROOT / ".cache"  # downloaded wheels, feature caches
 EXAMPLES_DIR: Final = ROOT / "examples"
 RUNS_DIR: Final = ROOT / "runs"
 SHARED_DIR: Final = ROOT.parent / "shared"  # specs, reference values, benchmark labels (beside the repo)
+REFERENCE_FEATURES: Final = SHARED_DIR / "reference" / "features.npz"  # the release's own 384-d features (parity)
+EXAMPLE_SEQUENCES: Final = ("Giraffe+NeRF", "Giraffe+IBRNet-C")  # the two upstream example sequences in examples/
 
 # --------------------------------------------------------------------------------------------- frames
 IMAGE_EXTS: Final = (".png", ".jpg", ".jpeg")  # what upstream reads; matched case-insensitively

@@ -39,12 +39,13 @@ if __package__ in (None, ""):  # `python benchmarks/gpu_check.py`: the repositor
 
 from benchmarks.gpu_scorer import FEATURE_TOL, SCORER_PRECISIONS, failed, fmt, modes_md, parse_precisions, sync  # noqa: E402
 from benchmarks.gpu_scorer import measure as measure_scorer  # noqa: E402
+from consts import EXAMPLE_SEQUENCES  # noqa: E402
 from models import cli  # noqa: E402
 from models.cli import opt  # noqa: E402
 
 NO_CUDA = "gpu-check: no CUDA device here (torch.cuda.is_available() is False): nothing measured, nothing written"
 CHILD_FLAG = "--train-child"  # internal: run train.py in this process and record its peak GPU memory
-EXAMPLES = ("Giraffe+NeRF", "Giraffe+IBRNet-C")
+EXAMPLES = EXAMPLE_SEQUENCES  # what the scorer and CrossScore parts run on (the tests set made-up ones)
 DEVICE = "cuda"  # what every part runs on (the tests set "cpu" to run the same code without a GPU)
 
 

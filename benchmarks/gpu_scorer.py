@@ -131,14 +131,15 @@ def measure(precisions: str, batch_size: int, repeats: int, device: str, example
     errors vs the release's own (exact: <= 1e-4), and whether a scene's examples keep exact's order by JOD."""
     import numpy as np
 
-    from consts import EXAMPLES_DIR, RELEASED, SHARED_DIR
+    from consts import EXAMPLES_DIR, REFERENCE_FEATURES, RELEASED
     from models.frames import is_image
+    from models.results import read_npz
 
     modes = parse_precisions(precisions)
     if not (RELEASED.dir / "model.pth").is_file():
         return {"status": "skipped", "reason": "released weights missing: run `make setup`"}
-    ref_file, jod_file = SHARED_DIR / "reference" / "features.npz", SHARED_DIR / "reference" / "scores.json"
-    ref = dict(np.load(ref_file)) if ref_file.is_file() else {}
+    ref_file, jod_file = REFERENCE_FEATURES, REFERENCE_FEATURES.with_name("scores.json")
+    ref = read_npz(ref_file)
     ref_jod = {k: float(v["score"] if isinstance(v, dict) else v)  # {name: {"score": JOD, "n_frames": ...}}
                for k, v in json.loads(jod_file.read_text()).items()} if jod_file.is_file() else {}  # fmt: skip
     folders = {name: EXAMPLES_DIR / name for name in examples}

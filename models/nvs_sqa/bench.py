@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from consts import CACHE_DIR, EXAMPLES_DIR, RELEASED, ROOT, SHARED_DIR
-from models.results import atomic_write_bytes, atomic_write_json, sha256_file, stamp, table
+from consts import CACHE_DIR, EXAMPLE_SEQUENCES, EXAMPLES_DIR, REFERENCE_FEATURES, RELEASED, ROOT
+from models.results import atomic_write_bytes, atomic_write_json, read_npz, sha256_file, stamp, table
 from models.runtime import cpu_name
 
 OUT_DIR = ROOT / "benchmarks"
@@ -156,11 +156,7 @@ def _ms_per_frame(run: dict) -> float:
 
 
 def _reference() -> dict[str, np.ndarray] | None:
-    path = SHARED_DIR / "reference" / "features.npz"
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    return read_npz(REFERENCE_FEATURES) or None
 
 
 def summarize(runs: dict[str, list[dict]], loads: list[float], ref: dict[str, np.ndarray] | None,
@@ -215,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
     native = native_bf16()
     engines = ["upstream", "exact", "app"] + (["mixed", "bf16"] if native or a.emulated else [])
-    examples = a.sequences or [EXAMPLES_DIR / n for n in ("Giraffe+NeRF", "Giraffe+IBRNet-C")]
+    examples = a.sequences or [EXAMPLES_DIR / n for n in EXAMPLE_SEQUENCES]
     runs: dict[str, list[dict]] = {e: [] for e in engines}
     loads: list[dict] = []
     for r in range(a.rounds):

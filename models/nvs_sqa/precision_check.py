@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from consts import EXAMPLES_DIR, ROOT, SHARED_DIR
-from models.results import atomic_write_bytes, atomic_write_json, stamp, table
+from consts import EXAMPLE_SEQUENCES, EXAMPLES_DIR, REFERENCE_FEATURES, ROOT
+from models.results import atomic_write_bytes, atomic_write_json, read_npz, stamp, table
 from models.runtime import cpu_name
 
 log = logging.getLogger(__name__)
 OUT_DIR = ROOT / "benchmarks"
-EXAMPLES = ("Giraffe+NeRF", "Giraffe+IBRNet-C")
 
 
 def _frames(name: str, examples: Path) -> list[np.ndarray]:
@@ -50,7 +49,7 @@ def made_sequences(examples: Path = EXAMPLES_DIR, seed: int = 0) -> dict[str, np
     from PIL import Image, ImageFilter
 
     rng = np.random.default_rng(seed)
-    nerf, ibr = _frames(EXAMPLES[0], examples), _frames(EXAMPLES[1], examples)
+    nerf, ibr = _frames(EXAMPLE_SEQUENCES[0], examples), _frames(EXAMPLE_SEQUENCES[1], examples)
     out = {"downscaled": np.stack([np.asarray(_resize(f, 240, 192)) for f in nerf[::3]])}
     degraded = []
     for f in ibr[::5]:
@@ -80,10 +79,9 @@ def model_in(mode: str, emulate: bool = True):
 
 def measure(modes: tuple[str, ...] = ("exact", "mixed", "bf16"), examples: Path = EXAMPLES_DIR) -> dict:
     """Features and JOD of every sequence in every mode, and each mode's errors against exact / the reference."""
-    seqs: dict[str, object] = {n: examples / n for n in EXAMPLES}
+    seqs: dict[str, object] = {n: examples / n for n in EXAMPLE_SEQUENCES}
     seqs.update(made_sequences(examples))
-    ref_path = SHARED_DIR / "reference" / "features.npz"
-    ref = dict(np.load(ref_path)) if ref_path.is_file() else {}
+    ref = read_npz(REFERENCE_FEATURES)
     feats: dict[str, dict[str, np.ndarray]] = {}
     jod: dict[str, dict[str, float]] = {}
     for mode in modes:

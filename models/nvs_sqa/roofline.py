@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from consts import EXAMPLES_DIR, ROOT
+from consts import EXAMPLE_SEQUENCES, EXAMPLES_DIR, ROOT
 from models import cli
 from models.cli import opt
 from models.errors import InputError
@@ -40,7 +40,6 @@ from models.results import read_json, stamp, table, write_report
 from models.runtime import cpu_name
 
 OUT_DIR = ROOT / "benchmarks"
-EXAMPLES = ("Giraffe+NeRF", "Giraffe+IBRNet-C")
 
 
 @dataclass
@@ -63,7 +62,7 @@ def sgemm_peak(n: int = 1024, repeats: int = 5) -> float:
 
 
 def _frames(every: int) -> list[Path]:
-    folders = [EXAMPLES_DIR / name for name in EXAMPLES]
+    folders = [EXAMPLES_DIR / name for name in EXAMPLE_SEQUENCES]
     missing = [str(f) for f in folders if not f.is_dir()]
     if missing:
         raise InputError(f"{missing[0]}: example frames missing; run from a full checkout (`git checkout examples/`)")

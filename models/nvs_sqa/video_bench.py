@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from consts import EXAMPLES_DIR, ROOT
+from consts import EXAMPLE_SEQUENCES, EXAMPLES_DIR, ROOT
 from models import video
 from models.frames import open_array, open_frame_folder, open_video
 from models.nvs_sqa.network import MIN_FRAME_SIZE
@@ -36,7 +36,6 @@ from models.nvs_sqa.scorer import NVSSQA
 from models.results import atomic_write_bytes, atomic_write_json, stamp, table
 
 log = logging.getLogger(__name__)
-SEQUENCES = ("Giraffe+NeRF", "Giraffe+IBRNet-C")
 X264 = {"codec": "libx264", "pix_fmt": "yuv420p"}
 # name -> (file suffix, encode() arguments)
 ENCODES: dict[str, tuple[str, dict]] = {
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     model = NVSSQA.from_checkpoint(None, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [r for seq in SEQUENCES for r in measure(model, seq, Path(tmp), a.frames)]
+        rows = [r for seq in EXAMPLE_SEQUENCES for r in measure(model, seq, Path(tmp), a.frames)]
     import av
     import cv2
 
