@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+GPU_VENV := .venv-gpu
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint bench roofline gpu-check validity clean slurm-up cluster-test
+.PHONY: help setup demo test test-fast lint bench roofline validity clean slurm-up cluster-test
+.PHONY: gpu-check gpu-prepare gpu-rehearse
 
 ## help: this list (the default goal: `make` alone installs and runs nothing)
 help:
@@ -53,10 +55,30 @@ bench: setup
 roofline: setup
 	$(PY) -m models.nvs_sqa.roofline
 
-## gpu-check: on CUDA: scorer parity + ms/frame, train fp32/AMP (+DDP), CrossScore fp16 -> benchmarks/gpu.{json,md}
-# Without CUDA it prints one line and writes nothing (docs/performance.md, "GPU check").
-gpu-check: setup
-	$(PY) -m benchmarks.gpu_check
+## gpu-check: on the GPU machine, with its own python3: scorer, CrossScore fp16, train fp32/AMP/DDP/resume -> gpu.{json,md}
+# No venv, no network there: .gpu/ (make gpu-prepare) brings what its image lacks; results into $GPU_CHECK_OUT, else
+# benchmarks/. Without CUDA it prints one line and writes nothing (docs/performance.md, "GPU check").
+gpu-check:
+	PYTHONPATH=$(CURDIR)/.gpu/site python3 -m benchmarks.gpu_check --reference .gpu/reference
+
+## gpu-prepare: build .gpu/ (packages the GPU image lacks, reference values) and show what travels against 64 MiB
+gpu-prepare: setup
+	$(PY) -m benchmarks.gpu_travel
+
+## gpu-rehearse: the GPU check's code paths on this CPU, in a venv of the GPU image's packages + .gpu/ only (--strict)
+gpu-rehearse: gpu-prepare $(GPU_VENV)/.installed
+	rm -rf runs/gpu-rehearse
+	env -i PATH=/usr/bin:/bin HOME="$$HOME" PYTHONPATH=$(CURDIR)/.gpu/site PYTHONUNBUFFERED=1 \
+		$(GPU_VENV)/bin/python -m benchmarks.gpu_check --preset rehearse --reference .gpu/reference \
+		--out runs/gpu-rehearse
+
+# the rehearsal's interpreter: the GPU image's packages (benchmarks/gpu_image.txt), nothing of requirements.txt else
+$(GPU_VENV)/.installed: benchmarks/gpu_image.txt requirements.txt | $(STAMP)
+	rm -rf $(GPU_VENV)
+	$(PYTHON) -m venv $(GPU_VENV)
+	$(PY) -m benchmarks.gpu_travel --image-pins > $(GPU_VENV)/image-pins.txt
+	$(GPU_VENV)/bin/python -m pip install -q -r $(GPU_VENV)/image-pins.txt
+	touch $@
 
 ## slurm-up: install (Debian slurm-wlm + munge) and start a one-node SLURM for the cluster tests; reuses a running one
 slurm-up:
@@ -68,7 +90,7 @@ cluster-test: setup slurm-up
 
 ## clean: remove the venv, caches, checkpoints/ and runs/ (everything `make setup` and the runs made)
 clean:
-	rm -rf $(VENV) .cache checkpoints runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(GPU_VENV) .gpu .cache checkpoints runs .pytest_cache .ruff_cache
 
 # --------------------------------------------------------------------------------------------- evaluate.py
 .PHONY: eval degrade degrade-control

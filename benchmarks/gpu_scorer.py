@@ -87,8 +87,7 @@ def modes_md(sc: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-
-def measure_mode(mode: str, folders: dict[str, Path], frames: dict[str, int], batch_size: int, repeats: int,
+def measure_mode(mode: str, folders: dict[str, Any], frames: dict[str, int], batch_size: int, repeats: int,
                  device: str, ref: dict[str, Any], ref_jod: dict[str, float]) -> dict[str, Any]:
     """One precision mode of the scorer: the mode that ran, frames/s, peak GPU memory, errors vs the reference."""
     import gc
@@ -126,24 +125,31 @@ def measure_mode(mode: str, folders: dict[str, Path], frames: dict[str, int], ba
             "peak_gpu_mib": peak, "examples": rows, "order": scene_order(jod), "features": feats}
 
 
-def measure(precisions: str, batch_size: int, repeats: int, device: str, examples: tuple[str, ...]) -> dict[str, Any]:
-    """The examples scored in each precision mode at ``scorer_batch_size``: speed, peak GPU memory, feature and JOD
-    errors vs the release's own (exact: <= 1e-4), and whether a scene's examples keep exact's order by JOD."""
+def measure(precisions: str, batch_size: int, repeats: int, device: str, examples: tuple[str, ...],
+            reference: Path, max_frames: int = 0) -> dict[str, Any]:
+    """The examples scored in each precision mode at ``batch_size``: speed, peak GPU memory, feature and JOD errors
+    vs the release's own (``reference``: a folder of features.npz and scores.json; exact: <= 1e-4), and whether a
+    scene's examples keep exact's order by JOD. ``max_frames`` > 0 scores only each example's first frames (the
+    rehearsal on a CPU): the reference is of whole sequences, so parity is then not checked."""
     import numpy as np
 
-    from consts import EXAMPLES_DIR, REFERENCE_FEATURES, RELEASED
-    from models.frames import is_image
+    from consts import EXAMPLES_DIR, RELEASED
+    from models.frames import is_image, natural_key
     from models.results import read_npz
 
     modes = parse_precisions(precisions)
     if not (RELEASED.dir / "model.pth").is_file():
-        return {"status": "skipped", "reason": "released weights missing: run `make setup`"}
-    ref_file, jod_file = REFERENCE_FEATURES, REFERENCE_FEATURES.with_name("scores.json")
-    ref = read_npz(ref_file)
-    ref_jod = {k: float(v["score"] if isinstance(v, dict) else v)  # {name: {"score": JOD, "n_frames": ...}}
-               for k, v in json.loads(jod_file.read_text()).items()} if jod_file.is_file() else {}  # fmt: skip
-    folders = {name: EXAMPLES_DIR / name for name in examples}
-    frames = {n: sum(1 for p in f.iterdir() if is_image(p)) for n, f in folders.items()}
+        return {"status": "skipped", "reason": "released weights missing: run `make setup` (or carry checkpoints/)"}
+    ref_file, jod_file = Path(reference) / "features.npz", Path(reference) / "scores.json"
+    whole = max_frames <= 0
+    ref = read_npz(ref_file) if whole and ref_file.is_file() else {}
+    scores = json.loads(jod_file.read_text()) if whole and jod_file.is_file() else {}
+    ref_jod = {k: float(v["score"] if isinstance(v, dict) else v) for k, v in scores.items()}  # {name: {"score": ..}}
+    folders: dict[str, Any] = {}
+    for name in examples:
+        files = sorted((p for p in (EXAMPLES_DIR / name).iterdir() if is_image(p)), key=lambda p: natural_key(p.name))
+        folders[name] = files if whole else files[:max_frames]
+    frames = {n: len(f) for n, f in folders.items()}
     out: list[dict[str, Any]] = []
     for mode in modes:
         try:
@@ -159,7 +165,8 @@ def measure(precisions: str, batch_size: int, repeats: int, device: str, example
                                              for n in folders)  # fmt: skip
     diffs = [e["max_abs_diff"] for e in exact["examples"]] if exact else [None]
     parity = None if None in diffs else all(d <= FEATURE_TOL for d in diffs)  # None: not checked (no reference)
+    why = f"only the first {max_frames} frames of each example: parity not checked"
     return {"status": "ok", "modes": out, "tolerance": FEATURE_TOL, "parity": parity,
-            "reference": str(ref_file) if ref else f"{ref_file} missing: parity not checked",
-            "reference_scores": str(jod_file) if ref_jod else f"{jod_file} missing: JOD not compared",
-            "batch_size": batch_size, "repeats": repeats}
+            "reference": str(ref_file) if ref else why if not whole else f"{ref_file} missing: parity not checked",
+            "reference_scores": str(jod_file) if ref_jod else f"{jod_file}: JOD not compared",
+            "batch_size": batch_size, "repeats": repeats, "frames_per_example": frames}

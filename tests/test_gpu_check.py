@@ -1,7 +1,7 @@
 """benchmarks/gpu_check.py (make gpu-check): the no-CUDA path, and the pure helpers with made-up inputs.
 
 The measurements themselves need a CUDA machine; here they run where they can run on the CPU too
-(``DEVICE = "cpu"``): the scorer's precision sweep on a few random frames (fp16 falls back to exact there), and the
+(``device="cpu"``): the scorer's precision sweep on a few random frames (fp16 falls back to exact there), and the
 CrossScore comparison with a tiny untrained network and with the committed demo model.
 """
 
@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from benchmarks import gpu_check as g
+from benchmarks import gpu_train as gt
 from consts import ROOT
 from models.errors import InputError
 
@@ -47,69 +48,142 @@ def test_bad_flag_is_one_line(capsys):
     assert e.value.code == 2 and err.count("\n") == 1 and "--steps 1: must be >= 2" in err
 
 
-def test_pick_preset_reads_train_help():
-    assert g.pick_preset("  [--preset {paper,cpu-smoke}] [--name NAME]") == "paper"
-    assert g.pick_preset("  [--preset {full,cpu-smoke}]\n  --preset {full,cpu-smoke}  base") == "full"
-    with pytest.raises(RuntimeError, match="no full/paper preset"):
-        g.pick_preset("usage: train.py [-h]")
-
-
 def test_train_args_measure_steps_inside_one_epoch():
-    cfg = g.GpuCheckConfig(steps=5, batch_size=16, workers=3)
-    a = g.train_args("full", "/r", "/runs", "fp32", cfg, amp=False)
-    assert "--no-amp" in a and "--amp" not in a and "--amp" in g.train_args("full", "/r", "/runs", "x", cfg, True)
+    run = gt.TrainRun("x", "full", "paper", amp=False)
+    a = gt.train_args(run, "/r", "/runs", "fp32", steps=5, batch_size=16, workers=3, device="cuda")
+    assert "--no-amp" in a and "--amp" not in a
+    assert "--amp" in gt.train_args(gt.TrainRun("y", "cpu-smoke", "paper", True), "/r", "/runs", "x", 5, 16, 3, "cuda")
     rest = [x for x in a if x != "--no-amp"]
     opt = dict(zip(rest[::2], rest[1::2], strict=True))
-    assert opt["--preset"] == "full" and opt["--device"] == "cuda" and opt["--stop-after-steps"] == "5"
+    assert (opt["--preset"], opt["--recipe"], opt["--device"], opt["--stop-after-steps"]) == ("full", "paper", "cuda",
+                                                                                              "5")  # fmt: skip
     assert int(opt["--scene-repeats"]) // int(opt["--batch-size"]) > 5  # no epoch end (validation) inside
     assert (opt["--epochs"], opt["--val-pairs"], opt["--workers"], opt["--runs-dir"]) == ("1", "0", "3", "/runs")
 
 
+def test_the_runs_cover_what_the_issue_asks_and_exist_as_presets():
+    from models.training.config import PRESETS
+    from models.training.targets import RECIPES
+
+    runs = gt.RUNS
+    assert {r.preset for r in runs} <= set(PRESETS) and {r.recipe for r in runs} <= set(RECIPES)
+    assert {(r.preset, r.amp) for r in runs} == {(p, a) for p in ("full", "cpu-smoke") for a in (False, True)}
+    assert runs[0] == gt.TrainRun("full-upstream-fp32", "full", "upstream", False)  # what `python train.py` does
+    assert sum(r.torchrun for r in runs) == 1 and gt.RESUMED in {r.label for r in runs}
+    assert all(RECIPES[r.recipe].amp for r in runs if r.amp)  # AMP asked only where the recipe allows it
+
+
+def test_runs_flag_picks_in_order_and_refuses_unknown_names(capsys):
+    assert [r.label for r in g.parse_runs("smoke-paper-amp, full-upstream-fp32,smoke-paper-amp")] == [
+        "smoke-paper-amp", "full-upstream-fp32"]  # fmt: skip
+    with pytest.raises(InputError, match="^--runs full,x: 'full' is not a run; choose from full-upstream-fp32, "):
+        g.parse_runs("full,x")
+    assert g.main(["--runs", "nope", "--out", "/nonexistent/x"]) == 2
+    assert capsys.readouterr().err.startswith("error: --runs nope: 'nope' is not a run")
+
+
 def _rows(n: int) -> list[dict]:
-    return [{"kind": "step", "step": i + 1, "pairs": 4, "data_s": 0.1 if i else 5.0, "forward_s": 0.2,
-             "backward_s": 0.7} for i in range(n)] + [{"kind": "val", "step": n}]  # fmt: skip
+    return [{"kind": "step", "step": i + 1, "pairs": 4, "data_s": 0.1 if i else 5.0, "targets_s": 0.2,
+             "forward_s": 0.2, "backward_s": 0.5, "loss": 1.0 / (i + 1)} for i in range(n)] + \
+        [{"kind": "val", "step": n}]  # fmt: skip
 
 
 def test_summarize_steps_leaves_the_warm_up_out():
-    s = g.summarize_steps(_rows(4), stamps=[10.0, 11.0, 12.0, 14.0])
+    s = gt.summarize_steps(_rows(4), stamps=[10.0, 11.0, 12.0, 14.0])
     assert s["measured_steps"] == 3 and s["pairs"] == 12
     assert s["pairs_per_s"] == pytest.approx(12 / 3.0) and s["step_s"] == pytest.approx(1.0)
-    assert s["data_wait_fraction"] == pytest.approx(0.1)
+    assert s["data_wait_fraction"] == pytest.approx(0.1) and s["targets_fraction"] == pytest.approx(0.2)
     assert s["pairs_per_s_wall"] == pytest.approx(12 / 4.0)  # from the end of step 1 to the end of step 4
-    assert "pairs_per_s_wall" not in g.summarize_steps(_rows(4))  # no stamps: logged times only
-    assert "pairs_per_s_wall" not in g.summarize_steps(_rows(4), stamps=[1.0])  # not one per step: unused
+    assert "pairs_per_s_wall" not in gt.summarize_steps(_rows(4))  # no stamps: logged times only
+    assert "pairs_per_s_wall" not in gt.summarize_steps(_rows(4), stamps=[1.0])  # not one per step: unused
     with pytest.raises(RuntimeError, match="fewer than 2"):
-        g.summarize_steps(_rows(1))
+        gt.summarize_steps(_rows(1))
+
+
+def test_compare_resume_judges_the_steps_after_the_stop():
+    whole = _rows(4)
+    resumed = [dict(r) for r in whole]
+    ok = gt.compare_resume(whole, resumed, stopped_at=2)
+    assert ok["complete"] and ok["steps_after_resume"] == [3, 4] and ok["max_abs_loss_diff_vs_uninterrupted"] == 0.0
+    assert ok["loss_before_stop_identical"]
+    resumed[3]["loss"] += 1e-3  # step 4 a little off (a CUDA kernel's rounding): reported, not a failure
+    off = gt.compare_resume(whole, resumed, stopped_at=2)
+    assert off["complete"] and off["max_abs_loss_diff_vs_uninterrupted"] == pytest.approx(1e-3)
+    lost = gt.compare_resume(whole, [r for r in resumed if r.get("step") != 4 or r["kind"] != "step"], 2)
+    assert not lost["complete"] and lost["steps_after_resume"] == [3]
+    changed = [dict(r) for r in whole]
+    changed[0]["loss"] = 9.0
+    noisy = gt.compare_resume(whole, changed, 2)
+    assert not noisy["loss_before_stop_identical"] and noisy["max_abs_loss_diff_before_stop"] == 8.0
+    assert ok["max_abs_loss_diff_before_stop"] == 0.0
 
 
 def test_report_from_made_up_results():
     res = {
-        "gpu": "NVIDIA H100 80GB HBM3", "gpu_count": 1, "torch": "2.13.0+cu130", "cuda": "13.0",
-        "created": "2026-11-25T04:00:00+00:00",
-        "scorer": {"status": "ok", "examples": [
-            {"name": "Giraffe+NeRF", "frames": 120, "max_abs_diff": 3.1e-6, "ms_per_frame": 2.5},
-            {"name": "Giraffe+IBRNet-C", "frames": 120, "max_abs_diff": 2e-4, "ms_per_frame": 2.6}]},
+        "gpu": "NVIDIA H200", "gpu_count": 1, "torch": "2.11.0+cu130", "cuda": "13.0", "device": "cuda",
+        "created": "2026-12-04T04:00:00+00:00",
+        "environment": {"status": "ok", "nvidia_smi": "NVIDIA H200, 580.159.04, 143771 MiB, 9.0", "cpu": "Xeon",
+                        "cpus": 16, "python": "3.12.3", "versions": {"numpy": "2.5.2", "pyfvvdp": "1.2.2"}},
+        "scorer": {"status": "failed", "reason": "RuntimeError: boom"},
         "training": [
-            {"run": "fp32", "preset": "full", "gpus": 1, "batch_size": 16, "status": "ok", "pairs_per_s": 12.5,
-             "pairs_per_s_wall": 11.0, "data_wait_fraction": 0.25, "peak_gpu_mib": 20480.0},
-            {"run": "amp", "preset": "full", "gpus": 1, "batch_size": 16, "status": "failed",
-             "reason": "exit 1: CUDA out of memory"},
-            {"run": "ddp", "preset": "full", "gpus": 1, "status": "skipped", "reason": "1 GPU: skipped"}],
+            {"run": "full-upstream-fp32", "preset": "full", "recipe": "upstream", "amp": False, "gpus": 1,
+             "batch_size": 16, "status": "ok", "pairs_per_s": 12.5, "pairs_per_s_wall": 11.0,
+             "data_wait_fraction": 0.25, "targets_fraction": 0.125, "peak_gpu_mib": 20480.0},
+            {"run": "full-paper-amp", "preset": "full", "recipe": "paper", "amp": True, "gpus": 1, "batch_size": 16,
+             "status": "failed", "reason": "exit 1: CUDA out of memory"},
+            {"run": "ddp-smoke-paper-amp", "preset": "cpu-smoke", "recipe": "paper", "amp": True, "gpus": 1,
+             "batch_size": 16, "status": "ok", "pairs_per_s": 40.0, "process_group": {"backend": "nccl",
+                                                                                      "world_size": 1}},
+            {"run": "smoke-upstream-fp32 stop + --resume", "status": "ok", "stopped_at_step": 3,
+             "steps_after_resume": [4, 5, 6], "max_abs_loss_diff_vs_uninterrupted": 2.5e-7,
+             "loss_before_stop_identical": False, "max_abs_loss_diff_before_stop": 1e-6},
+            {"run": "smoke-paper-amp", "preset": "cpu-smoke", "recipe": "paper", "status": "skipped",
+             "reason": "time budget (330 s) spent"}],
         "crossscore": {"status": "skipped", "reason": "no CrossScore checkpoint"},
+        "part_seconds": {"environment": 1.2, "scorer": 40.4},
     }  # fmt: skip
     md = g.report_md(res)
-    assert "NVIDIA H100 80GB HBM3 × 1, torch 2.13.0+cu130 (CUDA 13.0)" in md
-    assert "| Giraffe+NeRF | 120 | 3.10e-06 | yes | 2.50 |" in md and "| 2.00e-04 | **no** |" in md
-    assert "| fp32 | full | 1 | 16 | ok | 12.5 | 11 | 25.0 % | 20480 |" in md
-    assert "| amp | full | 1 | 16 | failed: exit 1: CUDA out of memory | – | – | – | – |" in md
-    assert "| ddp | full | 1 | – | skipped: 1 GPU: skipped |" in md
-    assert "skipped: no CrossScore checkpoint" in md
+    assert "NVIDIA H200 × 1, torch 2.11.0+cu130 (CUDA 13.0), 2026-12-04T04:00:00+00:00; device `cuda`." in md
+    assert "`nvidia-smi`: NVIDIA H200, 580.159.04, 143771 MiB, 9.0; CPU: Xeon × 16; Python 3.12.3; numpy 2.5.2, " \
+           "pyfvvdp 1.2.2." in md  # fmt: skip
+    assert "| full-upstream-fp32 | full | upstream | no | 1 | 16 | ok | 12.5 | 11 | 25.0 % | 12.5 % | 20480 |" in md
+    assert "| full-paper-amp | full | paper | yes | 1 | 16 | failed: exit 1: CUDA out of memory | – | – | – | – | – |" \
+        in md  # fmt: skip
+    assert "| smoke-paper-amp | cpu-smoke | paper | – | – | – | skipped: time budget (330 s) spent |" in md
+    assert "ddp-smoke-paper-amp: process group backend **nccl**, world size 1." in md
+    assert "smoke-upstream-fp32 stop + --resume: stopped after step 3, resumed and ran steps [4, 5, 6]; max |loss − " \
+           "the uninterrupted run's| after the resume: 2.50e-07; losses before the stop identical: no " \
+           "(max |difference| 1.00e-06: the run-to-run noise)." in md
+    assert "stop + --resume |" not in md  # not a row of the speed table
+    assert "skipped: no CrossScore checkpoint" in md and "failed: RuntimeError: boom" in md
+    assert "Seconds per part: environment 1, scorer 40." in md
     res["crossscore"] = {"status": "ok", "frames": 4, "query": "Giraffe+NeRF", "checkpoint": "c",
                          "max_abs_diff": 1.5e-3, "mean_abs_diff": 2e-4}  # fmt: skip
-    res["scorer"] = {"status": "failed", "reason": "RuntimeError: boom"}
-    md = g.report_md(res)
-    assert "max |fp16 − fp32| of the maps **1.50e-03** (mean 2.00e-04" in md and "failed: RuntimeError: boom" in md
+    assert "max |fp16 − fp32| of the maps **1.50e-03** (mean 2.00e-04" in g.report_md(res)
     assert g.report_md({}).startswith("# GPU check")  # nothing measured: still a page, no KeyError
+
+
+def test_strict_names_every_failure_and_a_package_from_outside_pythonpath(tmp_path):
+    site = tmp_path / "site"
+    res = {"environment": {"status": "ok", "pythonpath": str(site), "origins": {
+               "pyfvvdp": str(site / "pyfvvdp" / "__init__.py"), "submitit": "/usr/lib/python3/submitit/__init__.py"}},
+           "scorer": {"status": "ok", "modes": [{"requested": "exact", "status": "ok"},
+                                                {"requested": "fp16", "status": "failed", "reason": "X: y"}]},
+           "crossscore": {"status": "skipped", "reason": "none"},
+           "training": [{"run": "a", "status": "ok"}, {"run": "b", "status": "skipped", "reason": "time"}]}  # fmt: skip
+    assert g.problems(res) == ["crossscore: skipped none", "scorer fp16: failed X: y", "training b: skipped time",
+                               f"submitit came from /usr/lib/python3/submitit/__init__.py, not from PYTHONPATH "
+                               f"({site.resolve()})"]  # fmt: skip
+    res["environment"]["pythonpath"] = ""  # nothing travels: nothing to check the origins against
+    assert len(g.problems(res)) == 3
+
+
+def test_output_folder_flag_then_environment_then_benchmarks(monkeypatch, tmp_path):
+    monkeypatch.delenv(g.OUT_ENV, raising=False)
+    assert g.out_dir(g.GpuCheckConfig()) == ROOT / "benchmarks"
+    monkeypatch.setenv(g.OUT_ENV, str(tmp_path / "env"))
+    assert g.out_dir(g.GpuCheckConfig()) == tmp_path / "env"
+    assert g.out_dir(g.GpuCheckConfig(out=str(tmp_path / "flag"))) == tmp_path / "flag"
 
 
 def test_crossscore_comparison_runs_on_the_cpu(tmp_path, monkeypatch):
@@ -123,8 +197,7 @@ def test_crossscore_comparison_runs_on_the_cpu(tmp_path, monkeypatch):
     net = CrossScoreNet(CrossScoreConfig(backbone="tiny", backbone_config=dict(consts.CROSSSCORE_TINY_BACKBONE),
                                          pe_h=6, pe_w=6)).eval()  # fmt: skip
     save_model(tmp_path / "tiny", net, {"predict_short_side": 84})
-    monkeypatch.setattr(g, "DEVICE", "cpu")
-    cfg = g.GpuCheckConfig(crossscore_frames=2)
+    cfg = g.GpuCheckConfig(crossscore_frames=2, device="cpu")
     monkeypatch.setattr(consts, "CROSSSCORE_DEMO_MODEL", tmp_path / "no-demo.pth")
     monkeypatch.setattr(consts, "CROSSSCORE_TINY_DIR", tmp_path / "missing")
     r = g.check_crossscore(cfg)
@@ -143,9 +216,8 @@ def test_crossscore_comparison_uses_the_committed_demo_model(monkeypatch):
 
     demo = consts.CROSSSCORE_DEMO_MODEL
     assert demo.is_file(), f"{demo} is committed to the repository"
-    monkeypatch.setattr(g, "DEVICE", "cpu")
     monkeypatch.setattr(consts, "CROSSSCORE_TINY_DIR", Path("/nonexistent/crossscore-tiny"))
-    r = g.check_crossscore(g.GpuCheckConfig(crossscore_frames=1))
+    r = g.check_crossscore(g.GpuCheckConfig(crossscore_frames=1, device="cpu"))
     assert r["status"] == "ok" and r["checkpoint"] == str(demo) and r["frames"] == 1
     assert r["max_abs_diff"] == 0.0 and min(r["map_shape"]) == short_side_for(-1, str(demo))
 
@@ -223,10 +295,9 @@ def test_scorer_sweep_runs_on_the_cpu(tmp_path, monkeypatch, released_model):
     names = ("Toy+A", "Toy+B")
     for i, name in enumerate(names):
         _random_frames(tmp_path / name, 3, seed=i)
-    monkeypatch.setattr(g, "DEVICE", "cpu")
     monkeypatch.setattr(g, "EXAMPLES", names)
     monkeypatch.setattr(consts, "EXAMPLES_DIR", tmp_path)
-    cfg = g.GpuCheckConfig(scorer_precisions="exact,fp16", scorer_repeats=1, scorer_batch_size=2)
+    cfg = g.GpuCheckConfig(scorer_precisions="exact,fp16", scorer_repeats=1, scorer_batch_size=2, device="cpu")
     r = g.check_scorer(cfg)
     assert r["status"] == "ok" and r["batch_size"] == 2 and r["parity"] is None
     exact, fp16 = r["modes"]
@@ -257,8 +328,52 @@ def test_a_failing_part_is_recorded_not_raised():
     assert g._guard(boom, None) == {"status": "failed", "reason": "ValueError: second line"}
 
 
-def test_make_target():
+def test_make_targets_run_the_same_module_with_the_machines_python():
     text = (ROOT / "Makefile").read_text()
-    assert "\ngpu-check: setup\n\t$(PY) -m benchmarks.gpu_check\n" in text
-    assert any("gpu-check" in line.split() for line in text.splitlines() if line.startswith(".PHONY:"))
+    recipe = "\tPYTHONPATH=$(CURDIR)/.gpu/site python3 -m benchmarks.gpu_check --reference .gpu/reference\n"
+    assert "\ngpu-check:\n" + recipe in text  # no venv, no setup: the GPU machine's own python3
+    assert "$(GPU_VENV)/bin/python -m benchmarks.gpu_check --preset rehearse --reference .gpu/reference" in text
+    assert "env -i PATH=/usr/bin:/bin" in text  # the rehearsal: a clean environment, packages from .gpu/ only
+    phony = " ".join(line for line in text.splitlines() if line.startswith(".PHONY:")).split()
+    assert {"gpu-check", "gpu-prepare", "gpu-rehearse"} <= set(phony)
     assert Path(g.__file__).parent == ROOT / "benchmarks"
+
+
+def test_merge_keeps_the_first_call_and_fills_in_later_runs(tmp_path, capsys):
+    import json
+
+    first = {"created": "t1", "config": {"runs": "a,b,c"}, "scorer": {"status": "ok", "modes": []},
+             "training": [{"run": "a", "status": "ok", "pairs_per_s": 1.0}, {"run": "b", "status": "skipped"},
+                          {"run": "c", "status": "failed", "reason": "timed out"}]}  # fmt: skip
+    second = {"created": "t2", "config": {"runs": "b,c,a"}, "scorer": {"status": "ok", "reduced": True},
+              "training": [{"run": "b", "status": "ok", "pairs_per_s": 2.0}, {"run": "c", "status": "skipped"},
+                           {"run": "a", "status": "ok", "pairs_per_s": 9.0}, {"run": "d", "status": "ok"}]}  # fmt: skip
+    res = g.merge_calls([first, second])
+    assert res["scorer"] == first["scorer"] and [c["created"] for c in res["calls"]] == ["t1", "t2"]
+    assert [(r["run"], r["status"], r.get("pairs_per_s"), r.get("call")) for r in res["training"]] == [
+        ("a", "ok", 1.0, None), ("b", "ok", 2.0, "t2"), ("c", "failed", None, None), ("d", "ok", None, "t2")]
+    for i, r in enumerate((first, second)):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "gpu.json").write_text(json.dumps(r))
+    assert g.main(["--merge", str(tmp_path / "0"), str(tmp_path / "1" / "gpu.json"), "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "gpu.json").read_text())["training"][1]["call"] == "t2"
+    assert "Call 2 (t2" in (tmp_path / "gpu.md").read_text()
+    assert g.main(["--merge", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "error: --merge: " in capsys.readouterr().err
+
+
+def test_the_committed_gpu_results_hold_every_item_of_the_check():
+    """benchmarks/gpu.json (the H200 run): scorer parity in exact, all four modes, CrossScore fp16, every training
+    run ok with its peak memory, an NCCL process group, and the resume."""
+    from models.results import read_json
+
+    res = read_json(ROOT / "benchmarks" / "gpu.json")
+    assert res["device"] == "cuda" and "H200" in res["gpu"] and res["environment"]["nvidia_smi"]
+    sc = res["scorer"]
+    assert sc["parity"] is True and [m["requested"] for m in sc["modes"]] == list(g.SCORER_PRECISIONS)
+    assert res["crossscore"]["status"] == "ok"
+    rows = {r["run"]: r for r in res["training"]}
+    assert {r.label for r in gt.RUNS} <= set(rows) and all(r["status"] == "ok" for r in rows.values())
+    assert all(rows[r.label]["peak_gpu_mib"] > 0 for r in gt.RUNS)
+    assert rows["ddp-smoke-paper-amp"]["process_group"] == {"backend": "nccl", "world_size": 1}
+    assert rows[f"{gt.RESUMED} stop + --resume"]["complete"]

@@ -33,7 +33,7 @@ from models.results import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 PREFIX = "model."
-# DINOv2 parameter names: transformers 4.x (upstream checkpoint) -> transformers 5.x (installed).
+# DINOv2 attention parameter names: legacy (transformers 4.x, the upstream checkpoint; still 5.17) -> newer (5.23).
 _LEGACY = (
     (".attention.attention.query.", ".attention.q_proj."),
     (".attention.attention.key.", ".attention.k_proj."),
@@ -54,16 +54,17 @@ def to_upstream(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {PREFIX + _rename(k, _MODERN_TO_LEGACY): v for k, v in state.items()}
 
 
+def live_names(state: dict[str, torch.Tensor], ours: set[str]) -> dict[str, torch.Tensor]:
+    """``state`` with its DINOv2 attention names in the naming of the installed transformers (``ours``: the live
+    model's keys): the legacy names (transformers 4.x and 5.x up to at least 5.17) and the newer ``q_proj`` ones
+    (5.23) both load under either."""
+    pairs = _MODERN_TO_LEGACY if any(".attention.attention.query." in k for k in ours) else _LEGACY
+    return {_rename(k, pairs): v for k, v in state.items()}
+
+
 def from_upstream(state: dict[str, torch.Tensor], ours: set[str]) -> dict[str, torch.Tensor]:
-    """Upstream ``state_dict`` -> our keys. ``ours`` (our model's keys) decides which DINOv2 naming is live."""
-    legacy_live = any(".attention.attention.query." in k for k in ours)
-    out = {}
-    for k, v in state.items():
-        if not k.startswith(PREFIX):
-            continue
-        k = k[len(PREFIX):]
-        out[k if legacy_live else _rename(k, _LEGACY)] = v
-    return out
+    """Upstream ``state_dict`` -> our keys, in the live DINOv2 naming (see :func:`live_names`)."""
+    return live_names({k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}, ours)
 
 
 # --------------------------------------------------------------------------------------------- safe loading
@@ -211,7 +212,7 @@ def load_model(path: str | Path, backbone: str | None = None) -> tuple[CrossScor
     if not isinstance(state, dict):
         raise InputError(f"{weights}: not a state_dict; not a CrossScore checkpoint")
     net = CrossScoreNet(cfg)
-    _fill(net, state, weights)
+    _fill(net, live_names(state, set(net.state_dict())), weights)
     sha = sha256_file(weights)
     if single and p.resolve() == CROSSSCORE_DEMO_MODEL.resolve() and sha != CROSSSCORE_DEMO_SHA256:
         log.warning("%s: sha256 %s is not the committed demo model's (%s): the file was changed; `git checkout` "

@@ -15,8 +15,10 @@ regressor always run in float32 (they cost < 1 % of the time).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -66,6 +68,23 @@ def resolve_precision(requested: str, device: torch.device, flags: set[str] | No
         return "exact", (f"--precision {requested}: this CPU has no native bfloat16 (AVX512_BF16 or AMX), where "
                          "bfloat16 is slower than float32; running exact (float32)")
     return requested, None
+
+
+@contextlib.contextmanager
+def exact_float32(device: torch.device) -> Iterator[None]:
+    """On CUDA, convolutions in IEEE float32 for the duration (cuDNN may otherwise use TF32, PyTorch's default on
+    Ampere and later, ≈1e-3 off per layer): what ``exact`` promises. The flag is global, so it is restored after;
+    the scorer encodes on one thread on CUDA. Elsewhere nothing changes."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    before = cudnn.allow_tf32
+    cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32 = before
 
 
 class Cast(nn.Module):

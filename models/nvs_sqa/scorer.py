@@ -16,7 +16,7 @@ import torch
 from models.errors import InputError
 from models.frames import FrameSequence, SortOrder, open_sequence, prefetch
 from models.nvs_sqa.network import MIN_FRAME_SIZE, Regressor, SequenceModel, optimize_for_inference
-from models.nvs_sqa.precision import apply_precision, resolve_precision
+from models.nvs_sqa.precision import apply_precision, exact_float32, resolve_precision
 from models.nvs_sqa.validity import FrameStats, Limits
 from models.runtime import resolve_device
 
@@ -139,7 +139,10 @@ class NVSSQA:
         # (B, H, W, 3) uint8 -> (B, 3, H, W) view, already channels_last in memory; /255 as upstream (the same
         # float32 values as `.float() / 255`, in place).
         x = hwc.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        return self._encoder(x).float().cpu()
+        if self.precision != "exact":
+            return self._encoder(x).float().cpu()
+        with exact_float32(self.device):
+            return self._encoder(x).float().cpu()
 
     def _encode(self, batches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
         """Features of each batch, in order. With ``workers`` > 1 (CPU), that many batches are in flight, each on a

@@ -62,16 +62,19 @@ def _clock(device: torch.device) -> float:
 # --------------------------------------------------------------------------------------------- distributed
 @dataclass
 class Dist:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without one)."""
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without one). ``launched``: started by a launcher
+    (torchrun, or the SLURM rendezvous of models.training.cluster), which sets ``WORLD_SIZE``: the process group and
+    DDP are then used even for one process, so a one-GPU run exercises the same NCCL path as a multi-GPU one."""
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    launched: bool = False
 
     @classmethod
     def from_env(cls) -> Dist:
         return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
+                   int(os.environ.get("LOCAL_RANK", 0)), "WORLD_SIZE" in os.environ)
 
     @property
     def main(self) -> bool:
@@ -84,10 +87,10 @@ class Dist:
 
 def _setup(cfg: TrainConfig, dist: Dist) -> torch.device:
     device = resolve_device(cfg.device)
-    if device.type == "cuda" and dist.world > 1:
+    if device.type == "cuda" and dist.launched:
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
-    if dist.world > 1 and not torch.distributed.is_initialized():
+    if dist.launched and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -149,7 +152,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     if not todo:
         log.info("%s: already trained for %d epochs; raise --epochs to continue", run_dir, cfg.epochs)
         return run_dir
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.launched else model
     needed = tuple(w > 0 for w in cfg.weights)
     ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed, recipe=recipe, batch_size=cfg.batch_size,
                      worker_targets=False)  # workers build the pairs only: batch_targets scores them
@@ -210,7 +213,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         t2 = _clock(device)
         step += 1
         per_head = per_head.detach()
-        if dist.world > 1:  # log the mean over processes
+        if dist.launched:  # log the mean over processes
             torch.distributed.all_reduce(per_head, op=torch.distributed.ReduceOp.AVG)
         row = {"kind": "step", "step": step, "epoch": epoch, "loss": float((per_head * weights).sum()),
                "head_loss": {n: (float(per_head[k]) if needed[k] else None) for k, n in enumerate(TARGETS)},
@@ -231,10 +234,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         if stop:
             why = "as asked (--stop-after-steps)" if asked else "on the scheduler's signal (timeout or preemption)"
             log.info("stopped at step %d %s; continue with --resume %s", step, why, run_dir)
-            return run_dir
+            break
         t_wait = time.perf_counter()
     if bar is not None:
         bar.close()
-    if dist.world > 1:
+    if dist.launched and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return run_dir

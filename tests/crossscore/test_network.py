@@ -13,7 +13,7 @@ from PIL import Image
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from models.crossscore.checkpoint import from_upstream, load_model, save_model, to_upstream  # noqa: E402
+from models.crossscore.checkpoint import from_upstream, live_names, load_model, save_model, to_upstream  # noqa: E402
 from models.crossscore.data import (  # noqa: E402
     collate,
     discover_items,
@@ -97,6 +97,21 @@ def test_key_mapping_round_trip():
     assert "model.backbone.encoder.layer.0.attention.output.dense.bias" in up
     back = from_upstream(up, set(sd))
     assert set(back) == set(sd) and all(torch.equal(back[k], sd[k]) for k in sd)
+
+
+def test_our_checkpoints_load_under_either_dinov2_naming(tmp_path):
+    """transformers 5.17 (the GPU image) names DINOv2's attention ``attention.attention.query``, 5.23 ``q_proj``: a
+    model saved under one loads under the other (the GPU check found the committed demo model refused under 5.17)."""
+    net = tiny_net()
+    sd = net.state_dict()
+    legacy = {k[len("model."):]: v for k, v in to_upstream(sd).items()}
+    assert any(".attention.attention.query." in k for k in legacy) and any(".attention.q_proj." in k for k in sd)
+    assert live_names(legacy, set(sd)).keys() == sd.keys()  # legacy file, this transformers' naming
+    assert live_names(sd, set(legacy)).keys() == legacy.keys()  # and the other way round
+    save_model(tmp_path / "m", net)
+    torch.save(legacy, tmp_path / "m" / "model.pth")  # as saved under the other naming
+    back, _ = load_model(tmp_path / "m")
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in sd.items())
 
 
 class Exploding:  # stands for a Lightning object in the checkpoint; must never be rebuilt for real

@@ -129,3 +129,28 @@ def test_mixed_error_on_made_sequences(mixed_model, released_model, shared_dir):
         assert abs(float(mixed_model.predict(got)[0]) - float(released_model.predict(ref)[0])) <= 0.03, name
         worst = max(worst, err)
     assert worst > 1e-4  # if this fails, mixed has become exact enough to reconsider as the default
+
+
+def test_exact_turns_tf32_off_on_cuda_only_and_restores_it():
+    """cuDNN may use TF32 for float32 convolutions on CUDA (PyTorch's default on Ampere and later; an H200 run
+    measured the default on): ``exact`` turns it off for the encoder's call and puts the caller's setting back."""
+    import torch
+
+    from models.nvs_sqa.precision import exact_float32
+
+    cudnn = torch.backends.cudnn
+    before = cudnn.allow_tf32
+    try:
+        for setting in (True, False):
+            cudnn.allow_tf32 = setting
+            with exact_float32(torch.device("cuda")):
+                assert cudnn.allow_tf32 is False
+            assert cudnn.allow_tf32 is setting
+            with exact_float32(torch.device("cpu")):
+                assert cudnn.allow_tf32 is setting  # nothing to do off CUDA
+        cudnn.allow_tf32 = True
+        with pytest.raises(RuntimeError), exact_float32(torch.device("cuda")):
+            raise RuntimeError("the encoder failed")
+        assert cudnn.allow_tf32 is True  # restored on the way out of an error too
+    finally:
+        cudnn.allow_tf32 = before
