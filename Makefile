@@ -45,15 +45,15 @@ lint: $(STAMP)
 
 ## validity: where the released model's scores are stable -> benchmarks/validity.{json,md}, docs/validity.png, limits
 validity: setup
-	$(PY) -m models.nvs_sqa.validity_bench --threads 1 --write-limits
+	$(PY) -m benchmarks.validity_calibration --threads 1 --write-limits
 
 ## bench: the authors' code vs ours (exact; mixed/bf16 with native bf16) and app.py, interleaved -> benchmarks/scorer.{json,md}
 bench: setup
-	$(PY) -m models.nvs_sqa.bench
+	$(PY) -m benchmarks.scorer_bench
 
 ## roofline: per-convolution time in place vs this CPU's float32 peak; the floor and ceiling speed-up -> benchmarks/roofline.{json,md}
 roofline: setup
-	$(PY) -m models.nvs_sqa.roofline
+	$(PY) -m benchmarks.roofline
 
 ## gpu-check: on the GPU machine, with its own python3: scorer, CrossScore fp16, train fp32/AMP/DDP/resume -> gpu.{json,md}
 # No venv, no network there: .gpu/ (make gpu-prepare) brings what its image lacks; results into $GPU_CHECK_OUT, else
@@ -138,7 +138,7 @@ train-demo: setup demo-renders
 
 ## bench-train: training throughput + step-time split (cpu-smoke and full presets) -> benchmarks/train-cpu.{json,md}
 bench-train: setup demo-renders
-	$(PY) -m models.training.bench --renders renders
+	$(PY) -m benchmarks.train_bench --renders renders
 
 # ------------------------------------------------------------------------------------------------ CrossScore
 ## crossscore-demo: re-make the committed offline CrossScore model from examples/ (no download; ~25 min on 2 CPU cores)
@@ -156,7 +156,7 @@ crossscore-demo: $(STAMP)
 	$(PY) crossscore.py demo-data --out $(CS_DATA)
 	$(PY) crossscore.py train --data $(CS_DATA)/train --name crossscore-tiny $(CS_FLAGS) --out-checkpoint $(CS_CKPT)
 	$(PY) crossscore.py train --data $(CS_DATA)/train --name crossscore-tiny-noref --n-ref 0 $(CS_FLAGS)
-	$(PY) -m models.crossscore.report --data $(CS_DATA)/heldout --checkpoint $(CS_CKPT) \
+	$(PY) -m benchmarks.crossscore_report --data $(CS_DATA)/heldout --checkpoint $(CS_CKPT) \
 	    --noref runs/crossscore-tiny-noref/model --threads 1
 	$(PY) -c "from models.crossscore.checkpoint import pack; print(pack('$(CS_CKPT)', 'runs/crossscore-demo.pth'))"
 

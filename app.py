@@ -21,7 +21,8 @@ from __future__ import annotations
 import sys
 
 from models import cli
-from models.nvs_sqa.run import AppConfig, default_out, run, window_setting
+from models.nvs_sqa.app_config import AppConfig, default_out, window_setting
+from models.nvs_sqa.launch import launch as run
 from models.results import JOD_HELP
 
 __all__ = ["AppConfig", "default_out", "main", "parse_args", "run"]

@@ -24,6 +24,17 @@ SHARED_DIR: Final = ROOT.parent / "shared"  # specs, reference values, benchmark
 REFERENCE_FEATURES: Final = SHARED_DIR / "reference" / "features.npz"  # the release's own 384-d features (parity)
 EXAMPLE_SEQUENCES: Final = ("Giraffe+NeRF", "Giraffe+IBRNet-C")  # the two upstream example sequences in examples/
 
+# --------------------------------------------------------------------------------------------- app.py's files
+# Written into --out (default: the input folder, as upstream), so frame discovery must know them too.
+APP_FEATURES: Final = "output_features.npz"  # {name: 384-d float32} (upstream's file)
+APP_FEATURES_META: Final = "output_features.json"  # the checkpoint and settings that made it
+APP_SCORES_CSV: Final = "scores.csv"
+APP_SCORES_JSON: Final = "scores.json"
+APP_WINDOWS_CSV: Final = "windows.csv"  # name, start, end, score of every window
+APP_CURVES: Final = "curves"  # curves/<name>.png
+APP_OUTPUTS: Final = frozenset({APP_FEATURES, APP_FEATURES_META, APP_SCORES_CSV, APP_SCORES_JSON, APP_WINDOWS_CSV,
+                                APP_CURVES})
+
 # --------------------------------------------------------------------------------------------- frames
 IMAGE_EXTS: Final = (".png", ".jpg", ".jpeg")  # what upstream reads; matched case-insensitively
 VIDEO_EXTS: Final = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -167,7 +178,7 @@ assert set(NS_METHODS) == set(TRAIN_METHODS)
 
 
 # --------------------------------------------------------------------------------------------- CrossScore
-# (appended by the CrossScore issue; facts: ../shared/specs/crossscore.md)
+# CrossScore: image normalisation, backbone shapes, sizes, paths of its models (facts: ../shared/specs/crossscore.md)
 IMAGENET_MEAN: Final = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final = (0.229, 0.224, 0.225)
 # facebook/dinov2-small as a local config: the upstream checkpoint's backbone is built from this, then filled.

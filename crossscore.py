@@ -6,13 +6,16 @@
     python crossscore.py test  --data DATASET --checkpoint my-run/model     # = runs/my-run/model
     python crossscore.py demo-data                                        # the offline training set
 
-Default model: checkpoints/crossscore-tiny (made offline by `make crossscore-demo`); the upstream
-CrossScore-v1.0.0.ckpt loads with --checkpoint. Exit code: 0 done, 2 bad input (one error line).
+Default model: the committed offline demo model examples/.crossscore-demo.pth (`make crossscore-demo` re-makes
+it); the upstream CrossScore-v1.0.0.ckpt loads with --checkpoint. In Python: models.crossscore.CrossScore.
+Exit code: 0 done, 2 bad input (one error line).
 """
 
 from __future__ import annotations
 
+import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from models.crossscore.predict import (
     score_dataset,
     upstream_rows,
 )
+from models.errors import InputError
 from models.results import table, write_csv, write_json
 
 # subcommand -> (its config, its one-line help)
@@ -92,10 +96,27 @@ RUNNERS = {PredictConfig: run_predict, TestConfig: run_test, CrossScoreTrainConf
            DemoDataConfig: run_demo_data}
 
 
+# the library's parameter names that differ from the config fields they come from
+PARAMETERS = {"render": "query", "patches": "attention", "head": "attn_head"}
+
+
+def as_flags(message: str, cfg: Any) -> str:
+    """A library error in this subcommand's flags (``precision=fp8: ...`` -> ``--precision fp8: ...``). A message
+    that starts with a value the user typed (a folder named like a parameter, ``data: ...``) is left as it is."""
+    flags = cli.flags_of(type(cfg))
+    flags |= {p: flags[f] for p, f in PARAMETERS.items() if f in flags}
+    typed = {str(getattr(cfg, f.name)) for f in fields(cfg)}
+    m = re.match(r"(\w+):", message)
+    return message if m and m[1] in typed else cli.as_flags(message, flags)
+
+
 def run(cfg: Any) -> int:
     """Run the subcommand whose config ``cfg`` is; returns the exit code."""
     locate_checkpoints(cfg)  # --checkpoint/--init: a path, else a name under checkpoints/ or runs/
-    return RUNNERS[type(cfg)](cfg)
+    try:
+        return RUNNERS[type(cfg)](cfg)
+    except InputError as e:
+        raise InputError(as_flags(str(e), cfg)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,8 @@ import textwrap
 
 from consts import NS_METHODS
 from models import cli
-from models.preprocess.run import PreprocessConfig, run, stop_on_sigterm
+from models.preprocess.config import PreprocessConfig
+from models.preprocess.run import run, stop_on_sigterm
 
 # cli.parse keeps line breaks in these (raw formatter): wrap them as argparse's default formatter did.
 DESCRIPTION = textwrap.fill("Train every scene x method with nerfstudio and render its interpolated path to PNG "

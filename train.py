@@ -25,14 +25,16 @@ from models import cli
 from models.errors import InputError
 from models.runtime import locate
 from models.training.cluster import TrainCluster, submit_training, take_cluster
-from models.training.config import PRESETS, TrainConfig, resolve_preset
+from models.training.config import PRESETS, TrainConfig
 from models.training.loop import train
-from models.training.pairs import link_example_renders
+from models.training.pairs import PairConfig, link_example_renders
 
 log = logging.getLogger("train")
 # What may change when resuming (everything else would make the continuation differ from the original run).
 RESUMABLE = {"epochs", "workers", "device", "threads", "stop_after_steps", "save_every", "val_pairs"}
 DEFAULT_RENDERS = TrainConfig().renders
+# The library's errors name its parameters in backticks (`batch_size`=16); here they are these flags.
+FLAGS = cli.flags_of(TrainConfig, PairConfig, resume="--resume", out="--preview")
 
 
 def _epilog() -> str:
@@ -66,10 +68,6 @@ def parse_job(argv: list[str] | None = None) -> Job:
                    "draw them (same flags, seeds and order) to DIR/batch_NNN.npz + .png; no run folder")
     p.add_argument("--preview-batches", metavar="K", type=int, help="batches --preview writes (default: 2)")
     cli.add_flags(p, TrainCluster)  # --executor slurm --nodes N --gpus-per-node G … (docs/cluster.md)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    for i, a in enumerate(argv):  # a deprecated preset name (--preset paper) becomes its new name, with a warning
-        if a.startswith("--preset=") or (i and argv[i - 1] == "--preset"):
-            argv[i] = ("--preset=" if a.startswith("--preset=") else "") + resolve_preset(a.removeprefix("--preset="))
     parsed = cli.parse(TrainConfig, argv, presets=PRESETS, default_preset="full", parser=p)
     given = dict(parsed.given)
     resume = given.pop("resume", None)
@@ -108,14 +106,22 @@ def parse_job(argv: list[str] | None = None) -> Job:
 def run(cfg: TrainConfig, resume: str | None = None, preview: tuple[str, int] | None = None,
         where: TrainCluster | None = None) -> int:
     """Train here, or as a submitit job when ``where`` names an executor (or, with ``preview`` = (DIR, K), write its
-    first K batches); returns the process exit code (bad input: an InputError, one line via cli.main)."""
+    first K batches); returns the process exit code (bad input: an InputError naming the flags, one line via
+    cli.main)."""
+    try:
+        return _run(cfg, resume, preview, where)
+    except InputError as e:
+        raise InputError(cli.as_flags(str(e), FLAGS)) from None
+
+
+def _run(cfg: TrainConfig, resume: str | None, preview: tuple[str, int] | None, where: TrainCluster | None) -> int:
     if (not resume and cfg.preset == "cpu-smoke" and cfg.renders == DEFAULT_RENDERS and not Path(cfg.renders).exists()
             and not RENDERS_DIR.exists()):
         log.info("no renders/ here or in the repository: using the two example sequences as a tiny training set "
                  "(%s/Giraffe__*)", RENDERS_DIR)
         link_example_renders(RENDERS_DIR)
     if where is not None and where.executor != "none" and not preview:  # the same training as a submitit job
-        return submit_training(where, cfg, resume, train)
+        return submit_training(where, cfg, resume)
     if preview:
         from models.training.preview import preview as write_preview
 

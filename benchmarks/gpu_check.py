@@ -227,10 +227,9 @@ def check_crossscore(cfg: GpuCheckConfig) -> dict[str, Any]:
     import torch
 
     from consts import CROSSSCORE_DEMO_MODEL, CROSSSCORE_TINY_DIR, EXAMPLES_DIR
-    from models.crossscore.checkpoint import load_model
+    from models.crossscore.checkpoint import load_model, short_side_for
     from models.crossscore.data import Item, collate, list_images, load_sample
     from models.crossscore.evaluate import net_predictor
-    from models.crossscore.predict import short_side_for
 
     if CROSSSCORE_DEMO_MODEL.is_file():
         ckpt = str(CROSSSCORE_DEMO_MODEL)

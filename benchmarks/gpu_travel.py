@@ -170,9 +170,8 @@ def run(cfg: TravelConfig) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    desc = "Build .gpu/ (packages the GPU image lacks, the reference values) and check what travels fits 64 MiB"
-    return cli.main(lambda a: cli.parse(TravelConfig, a, description=desc).config, run, argv)
+main = cli.script(TravelConfig, run,
+                  "Build .gpu/ (packages the GPU image lacks, the reference values) and check what travels fits 64 MiB")
 
 
 if __name__ == "__main__":

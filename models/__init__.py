@@ -3,16 +3,19 @@
 Shared flat modules (none imports a subpackage):
 
     errors       InputError, the one error type: unusable user input, reported as one line, exit code 2
-    cli          config dataclass <-> flags (``opt``), and ``main()``, the one entry point of every script
-    runtime      device choice, CPU threads, logging setup
+    cli          config dataclass <-> flags (``opt``), library errors in flag terms, ``main()`` of every script
+    runtime      device choice, CPU threads, logging setup, the paths rule (``locate``)
     frames       reading sequences (frame folders, videos, image lists, arrays) into validated uint8 RGB frames
+    pixels       reading one image file (OpenCV's libjpeg-turbo, Pillow for the rest) at its own bit depth
+    video        video decoding and encoding through PyAV, colour tags honoured
     results      atomic result files stamped with the versions that made them; Markdown/CSV tables
     stats        Pearson, Spearman (SRCC), Kendall tau-b (KRCC), RMSE, NaN where undefined
     ssim         the one SSIM / PSNR (NVS-SQA training targets, CrossScore target)
+    cluster      the submitit executors (local, SLURM) that preprocess.py, app.py, evaluate.py and train.py share
 
-Subpackages:
+Subpackages (each lists its modules in its own docstring):
 
-    nvs_sqa      NVS-SQA (no reference): network, released checkpoint (``make setup``), the scorer (app.py), bench
+    nvs_sqa      NVS-SQA (no reference): network, checkpoints, the window rule, the scorer, app.py's run
     evaluation   benchmark protocol (SRCC/PLCC/KRCC/RMSE), bank + feature cache, degradation benchmark (evaluate.py)
     training     self-supervised training of the NVS-SQA encoder: pairs, targets (ST-RRED), loop, run folders
     preprocess   rendering the unlabelled training set with nerfstudio: jobs, commands, plan, CLI check

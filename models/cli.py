@@ -20,6 +20,7 @@ import argparse
 import copy
 import dataclasses
 import logging
+import re
 import sys
 import types
 import typing
@@ -87,6 +88,28 @@ def _item_type(tp: Any) -> tuple[Any, str | int | None]:
 
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def flags_of(*classes: type, **extra: str) -> dict[str, str]:
+    """parameter name -> the flag a user types for it (a positional as --help shows it), over config classes."""
+    out = {}
+    for cls in classes:
+        for f in fields(cls):
+            out[f.name] = (f.metadata.get("metavar") or f.name) if f.metadata.get("positional") else flag_name(f.name)
+    return out | extra
+
+
+def as_flags(message: str, flags: Mapping[str, str]) -> str:
+    r"""A library error in a script's terms. Library errors name parameters, as a leading ``name=value: …`` /
+    ``name: …`` or as ``\`name\``` anywhere; each one in ``flags`` becomes the flag (``--name value: …``)."""
+    def backticked(m: re.Match) -> str:
+        return flags[m[1]] + (" " if m[2] else "") if m[1] in flags else m[0]
+
+    message = re.sub(r"`(\w+)`(=?)", backticked, message)
+    m = re.match(r"(\w+)(=|:)", message)
+    if m and m[1] in flags:
+        return flags[m[1]] + (" " if m[2] == "=" else ":") + message[m.end():]
+    return message
 
 
 def _default_of(f: dataclasses.Field) -> Any:
@@ -311,3 +334,12 @@ def main(parse_args: Callable[[list[str] | None], Any], run: Callable[[Any], int
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130
+
+
+def script(cls: type, run: Callable[[Any], int], description: str = "") -> Callable[[list[str] | None], int]:
+    """The ``main(argv)`` of a script whose flags are one config class: parse, then :func:`main`."""
+
+    def entry(argv: list[str] | None = None) -> int:
+        return main(lambda a: parse(cls, a, description=description).config, run, argv)
+
+    return entry

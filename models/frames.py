@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from consts import IMAGE_EXTS, VIDEO_EXTS
+from consts import APP_OUTPUTS, IMAGE_EXTS, VIDEO_EXTS
 from models.errors import InputError
 from models.pixels import image_size, read_image, to_uint8
 
@@ -30,8 +30,7 @@ log = logging.getLogger(__name__)
 
 SortOrder = Literal["natural", "plain"]
 # Files we write ourselves next to the frames (app.py's default output folder is the input folder).
-OWN_OUTPUTS = frozenset({"output_features.npz", "output_features.json", "scores.csv", "scores.json", "windows.csv",
-                         "curves"})
+OWN_OUTPUTS = APP_OUTPUTS
 
 
 def natural_key(name: str) -> list[int | str]:

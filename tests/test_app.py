@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -134,7 +135,7 @@ def test_video_and_single_folder_inputs(tmp_path, released_dir):
     assert [r["name"] for r in rows_of(seq / "scores.csv")] == ["s"]
 
 
-def test_features_only_checkpoint_without_regressor(tmp_path, released_dir):
+def test_features_only_checkpoint_without_regressor(tmp_path, released_dir, capsys):
     import shutil
 
     ck = tmp_path / "ck"
@@ -143,6 +144,8 @@ def test_features_only_checkpoint_without_regressor(tmp_path, released_dir):
     seq = make_seq(tmp_path / "s", n=2)
     out = tmp_path / "o"
     assert app.main([str(seq), "--checkpoint", str(ck), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: {ck}: has no regressor.json, so no JOD score; use --features-only, " \
+                                      "or fit one with evaluate.py --save-regressor\n"  # fmt: skip
     assert not out.exists()
     assert app.main([str(seq), "--checkpoint", str(ck), "--out", str(out), "--features-only", "--quiet"]) == 0
     assert (out / "output_features.npz").is_file() and not (out / "scores.csv").exists()
@@ -294,7 +297,7 @@ def test_windows_of_a_300_frame_sequence(long_seq, tmp_path, released_model):
 
 
 def test_auto_windows_beyond_the_validated_length_and_forced_single_pass(tmp_path, released_dir, monkeypatch):
-    lim = Limits(max_frames=30, window=20, stride=10, min_side=80)
+    lim = replace(Limits.load(), max_frames=30, window=20, stride=10, min_side=80)
     monkeypatch.setattr(Limits, "load", classmethod(lambda cls, path=None: lim))
     short, long = make_smooth(tmp_path / "in" / "short", n=30), make_smooth(tmp_path / "in" / "long", n=41, seed=1)
     out = tmp_path / "out"
@@ -313,8 +316,9 @@ def test_auto_windows_beyond_the_validated_length_and_forced_single_pass(tmp_pat
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--window", "x"], "--window x: use auto, 0 (one pass) or a number of frames >= 1"),
-    (["--window", "0", "--stride", "5"], "--stride 5: strides are for windows"),
-    (["--window", "10", "--stride", "20"], "--stride 20 > the window of 10 frames would leave frames unscored"),
+    (["--window", "0", "--stride", "5"], "--window 0 --stride 5: a stride is for windows"),
+    (["--window", "10", "--stride", "20"], "--window 10 --stride 20: a stride over the window of 10 frames would "
+                                           "leave frames unscored"),
 ])  # fmt: skip
 def test_bad_window_flags_are_one_line(flags, message, capsys):
     assert app.main(["--quiet", *flags]) == 2
@@ -353,3 +357,17 @@ def test_help_mentions_jod():
     r = subprocess.run([sys.executable, str(ROOT / "app.py"), "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "--features-only" in r.stdout and "higher is better" in r.stdout
     assert "--window auto|0|N" in r.stdout
+
+
+def test_a_window_longer_than_the_sequence_reads_the_same_in_app_and_api(tmp_path, released_model):
+    """One window plan for every path: --window 60 on 24 frames is one pass in app.py and in the API alike."""
+    seq = make_smooth(tmp_path / "in" / "short24", n=24)
+    out = tmp_path / "out"
+    assert app.main([str(seq), "--out", str(out), "--window", "60", "--batch-size", "16", "--quiet"]) == 0
+    row = rows_of(out / "scores.csv")[0]
+    assert row["mode"] == "single" and not (out / "windows.csv").exists()
+    api = released_model.windows(seq, 60)
+    assert api.mode == "single" and len(api.scores) == 1
+    assert float(row["score"]) == pytest.approx(api.score, abs=1e-5)
+    assert released_model.score(seq, window=60) == pytest.approx(api.score, abs=1e-6)
+    assert released_model.score(seq) == pytest.approx(api.score, abs=1e-6)  # auto: the same one pass

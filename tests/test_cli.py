@@ -96,3 +96,24 @@ def test_main_maps_errors_and_interrupts(capsys):
     assert capsys.readouterr().err.strip() == "error: bad.png: not an image; re-export it"
     assert cli.main(lambda a: Demo(), interrupt, [], interrupted="stopped") == 130
     assert capsys.readouterr().err.strip() == "stopped"
+
+
+def test_library_errors_become_the_scripts_flags():
+    """One rule for every script: a library error names parameters (leading ``name=value:``/``name:`` or
+    backticked anywhere); the CLI shows them as the flags the user types."""
+    from dataclasses import dataclass
+
+    from models.cli import as_flags, flags_of, opt
+
+    @dataclass
+    class Conf:
+        inputs: list[str] = opt([], "inputs", positional=True, metavar="INPUT")
+        batch_size: int = opt(1, "batch")
+        precision: str = opt("exact", "mode")
+
+    flags = flags_of(Conf, render="--query")
+    assert flags == {"inputs": "INPUT", "batch_size": "--batch-size", "precision": "--precision", "render": "--query"}
+    assert as_flags("precision=fp8: use one of exact, fp16", flags) == "--precision fp8: use one of exact, fp16"
+    assert as_flags("render: not an image", flags) == "--query: not an image"
+    assert as_flags("`batch_size`=0 must be >= 1; see `inputs`", flags) == "--batch-size 0 must be >= 1; see INPUT"
+    assert as_flags("window=3: unknown `other`", flags) == "window=3: unknown `other`"  # not a flag here: unchanged

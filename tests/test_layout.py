@@ -41,19 +41,12 @@ def _sources() -> dict[str, Path]:
     return {_module_name(p): p for p in sorted(MODELS.rglob("*.py")) if "__pycache__" not in p.parts}
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")  # fmt: skip
-
-
 def _imports(tree: ast.AST):
-    """Every import statement, at any depth (functions included), except under ``if TYPE_CHECKING:``."""
+    """Every import statement, at any depth: functions and ``if TYPE_CHECKING:`` blocks included (an import hidden
+    there is still a dependency; hiding it only hides a cycle)."""
     todo = [tree]
     while todo:
         node = todo.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
-            todo.extend(node.orelse)  # the guarded body never runs
-            continue
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
         todo.extend(ast.iter_child_nodes(node))
@@ -178,7 +171,7 @@ def test_import_rules_on_a_snippet():
                "models.preprocess", "models.preprocess.jobs", "models.preprocess.commands", "models.preprocess.run"}
     found = set().union(*(_targets(n, "models.preprocess.run", False, modules) for n in _imports(tree)))
     assert found == {"models.preprocess.jobs", "models.preprocess.commands", "models.errors",
-                     "models.nvs_sqa.network", "models.nvs_sqa"}
+                     "models.nvs_sqa.network", "models.nvs_sqa", "models.training.loop"}  # TYPE_CHECKING counts
     graph = {"a": {"b": "a.py:1"}, "b": {"c": "b.py:1"}, "c": {"a": "c.py:9", "d": "c.py:2"}, "d": {}}
     assert _strongly_connected(graph) == [["a", "b", "c"]]
     assert _path(graph, "a", "a") == ["a", "b", "c", "a"] and _path(graph, "d", "a") is None
@@ -190,7 +183,8 @@ def test_no_import_cycle():
     for comp in _strongly_connected(graph):
         chain = _path(graph, comp[0], comp[0], within=set(comp))
         cycles.append(f"  cycle among {', '.join(comp)}:\n" + _show(graph, chain))
-    assert not cycles, "import cycles in models/ (function-level imports included):\n" + "\n".join(cycles)
+    assert not cycles, "import cycles in models/ (function-level and TYPE_CHECKING imports included):\n" + \
+        "\n".join(cycles)  # fmt: skip
 
 
 def test_crossscore_and_preprocess_do_not_need_nvs_sqa():
@@ -362,3 +356,54 @@ def test_slow_rule_follows_helpers_of_the_module(tmp_path):
     rule = _conftest().runs_a_process
     assert rule([mod.test_direct], mod) and rule([mod.test_via_helpers], mod) and rule([mod.test_spawn], mod)
     assert not rule([mod.test_plain], mod)
+
+
+# --------------------------------------------------------------------------------------------- module maps
+def _modules_of(folder: Path) -> set[str]:
+    return {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+
+
+def _docstring_names(init: Path, block: str | None = "Modules:") -> set[str]:
+    """The names listed one per line (``    name   what it is``) in a package docstring, after ``block``."""
+    doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+    if block is not None:
+        doc = doc.split(block, 1)[1] if block in doc else ""
+    return set(re.findall(r"^    (\w+) {2,}\S", doc, flags=re.M))
+
+
+def _readme_layout() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    return block.splitlines()
+
+
+def test_package_docstrings_map_exactly_their_modules():
+    subpackages = {p.name for p in MODELS.iterdir() if (p / "__init__.py").is_file()}
+    assert _docstring_names(MODELS / "__init__.py", None) == _modules_of(MODELS) | subpackages
+    for pkg in sorted(subpackages):
+        named, real = _docstring_names(MODELS / pkg / "__init__.py"), _modules_of(MODELS / pkg)
+        assert named == real, f"models/{pkg}/__init__.py lists {sorted(named - real)} (not modules) and misses " \
+                              f"{sorted(real - named)}"  # fmt: skip
+
+
+def test_readme_layout_maps_exactly_the_modules():
+    lines = _readme_layout()
+    flat = {m.group(1) for line in lines if (m := re.match(r"^  (\w+)\.py\s", line))}
+    assert flat == _modules_of(MODELS)
+    for pkg in sorted(p.name for p in MODELS.iterdir() if (p / "__init__.py").is_file()):
+        line = next((x for x in lines if x.startswith(f"  {pkg}/ ")), None)
+        assert line is not None, f"README Layout has no line for models/{pkg}/"
+        listed = {w.strip() for w in line.split("/", 1)[1].split("—", 1)[0].split(",")}
+        assert listed == _modules_of(MODELS / pkg), f"README Layout, models/{pkg}/: {sorted(listed)}"
+
+
+def test_measurement_lives_in_benchmarks_and_the_library_never_imports_it():
+    named = [p.relative_to(ROOT).as_posix() for p in MODELS.rglob("*.py")
+             if re.search(r"bench|roofline|precision_check|calibrat", p.stem)]  # fmt: skip
+    assert not named, f"measurement modules inside models/: {named} (they belong in benchmarks/)"
+    bad = []
+    for path in sorted(MODELS.rglob("*.py")):
+        for node in _imports(ast.parse(path.read_text())):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            bad += [f"{path.relative_to(ROOT)}:{node.lineno}" for m in mods if m.split(".")[0] == "benchmarks"]
+    assert not bad, f"library modules importing benchmarks/: {bad}"

@@ -26,8 +26,15 @@ from typing import Any
 
 import torch
 
-from consts import CKPT_CONFIG, CKPT_WEIGHTS, CROSSSCORE_DEMO_MODEL, CROSSSCORE_DEMO_SHA256
+from consts import (
+    CKPT_CONFIG,
+    CKPT_WEIGHTS,
+    CROSSSCORE_DEMO_MODEL,
+    CROSSSCORE_DEMO_SHA256,
+    CROSSSCORE_PREDICT_SHORT_SIDE,
+)
 from models.crossscore.network import CrossScoreConfig, CrossScoreNet
+from models.crossscore.options import DEMO_MODEL_HINT
 from models.errors import InputError
 from models.results import atomic_write_bytes, atomic_write_json, sha256_file
 
@@ -183,9 +190,8 @@ def load_model(path: str | Path, backbone: str | None = None) -> tuple[CrossScor
     """
     p = Path(path)
     if not p.exists():
-        from models.crossscore.options import CKPT_HINT
-
-        raise InputError(f"{p}: checkpoint not found; {CKPT_HINT}")
+        raise InputError(f"{p}: checkpoint not found; {DEMO_MODEL_HINT}; or give a checkpoint folder, a one-file "
+                         ".pth or CrossScore-v1.0.0.ckpt")
     if p.is_file() and p.suffix != ".pth":
         bcfg = None
         if backbone and (Path(backbone) / "config.json").is_file():  # a transformers folder's config.json
@@ -244,6 +250,14 @@ def pack(folder: str | Path, out: str | Path) -> str:
     torch.save(obj, buf)
     atomic_write_bytes(Path(out), buf.getvalue())
     return sha256_file(Path(out))
+
+
+def short_side_for(requested: int, checkpoint: str | Path) -> int:
+    """The short side images are resized to: -1 = the size ``checkpoint`` was trained at (its crop), else
+    upstream's 518; >= 0: as requested (0 keeps the size)."""
+    if requested >= 0:
+        return requested
+    return int(checkpoint_meta(checkpoint).get("predict_short_side", CROSSSCORE_PREDICT_SHORT_SIDE))
 
 
 def checkpoint_meta(path: str | Path) -> dict[str, Any]:

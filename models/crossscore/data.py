@@ -8,10 +8,13 @@ the real images of the *other* split(s) of its scene (its own ground truth is ne
 - simple:   ``<scene>/<split>/gt/<img>`` and ``<scene>/<split>/renders/<method>/<img>`` (same file names);
   targets are computed on the fly with :func:`models.ssim.ssim_target`; dataset = first folder under the root.
 
-Reference rule (``select_references``): the pool is natural-sorted; ``n`` references spread evenly over it
-(indices ``round(linspace(0, len−1, n))``), so they cover the capture, are the same on every run and do not
-depend on the query. With a seed, ``n`` are drawn at random without replacement from a generator seeded by
-``(seed, query file name)``: reproducible and independent of batch order.
+Reference rule (``reference_indices``; ``select_references`` applies it to files): the pool is natural-sorted;
+``n`` references spread evenly over it (indices ``round(linspace(0, len−1, n))``), so they cover the capture, are
+the same on every run and do not depend on the query. With a seed, ``n`` are drawn at random without replacement
+from a generator seeded by ``(seed, query file name)``: reproducible and independent of batch order.
+
+Sizing at predict and test time (``fit_sample``): every image resized to the short side, the query cropped
+top-left to multiples of the 14-px patch, each reference resized to cover the query and centre-cropped to it.
 """
 
 from __future__ import annotations
@@ -45,9 +48,14 @@ class Item:
 
 
 # --------------------------------------------------------------------------------------------- images
+def rgb_tensor(hwc: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] (``v / 255``): files and arrays take this one path."""
+    return torch.from_numpy(np.array(hwc)).permute(2, 0, 1).float().div_(255.0)
+
+
 def load_rgb(path: Path) -> torch.Tensor:
     """(3, H, W) float32 in [0, 1] from any image ``read_image`` accepts."""
-    return torch.from_numpy(np.array(read_image(Path(path)))).permute(2, 0, 1).float().div_(255.0)
+    return rgb_tensor(read_image(Path(path)))
 
 
 def resize_short(img: torch.Tensor, short: int) -> torch.Tensor:
@@ -96,22 +104,30 @@ def encode_target(m: np.ndarray) -> np.ndarray:
 
 
 def list_images(folder: Path) -> list[Path]:
+    """The images of ``folder``, natural-sorted by file name."""
     return sorted((p for p in folder.iterdir() if p.is_file() and is_image(p)), key=lambda p: natural_key(p.name))
 
 
 # --------------------------------------------------------------------------------------------- references
+def reference_indices(size: int, n: int, seed: int | None = None, key: str = "") -> list[int]:
+    """The reference rule on an ordered pool of ``size`` candidates: the indices of the ``n`` chosen, ascending.
+
+    All of them when ``size <= n``; else ``round(linspace(0, size − 1, n))``; with a seed, ``n`` drawn without
+    replacement by ``random.Random(f"{seed}:{key}")`` (``key``: the query's file name)."""
+    if n <= 0 or size <= 0:
+        return []
+    if seed is not None:
+        return sorted(random.Random(f"{seed}:{key}").sample(range(size), min(n, size)))
+    if size <= n:
+        return list(range(size))
+    return [int(i) for i in np.rint(np.linspace(0, size - 1, n)).astype(int)]
+
+
 def select_references(pool: Sequence[Path], n: int, query: Path | None = None, seed: int | None = None) -> list[Path]:
     """``n`` references from ``pool`` (see the module docstring for the rule). Never returns the query itself."""
     cands = sorted({Path(p) for p in pool if query is None or Path(p).resolve() != Path(query).resolve()},
                    key=lambda p: (natural_key(p.name), str(p)))
-    if n <= 0 or not cands:
-        return []
-    if seed is not None:
-        rng = random.Random(f"{seed}:{query.name if query else ''}")
-        return sorted(rng.sample(cands, min(n, len(cands))), key=lambda p: (natural_key(p.name), str(p)))
-    if len(cands) <= n:
-        return cands
-    return [cands[i] for i in np.rint(np.linspace(0, len(cands) - 1, n)).astype(int)]
+    return [cands[i] for i in reference_indices(len(cands), n, seed, query.name if query else "")]
 
 
 # --------------------------------------------------------------------------------------------- discovery
@@ -119,7 +135,7 @@ def discover_items(root: Path) -> list[Item]:
     """Every query of a dataset in the upstream or the simple layout (module docstring)."""
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"{root}: no such dataset folder; check --data")
+        raise InputError(f"{root}: no such dataset folder; give the root of a dataset (docs/crossscore.md)")
     items: list[Item] = []
     for renders in sorted(root.rglob("renders"), key=lambda p: natural_key(str(p))):
         if not renders.is_dir():
@@ -174,16 +190,18 @@ def _reference_pool(split_dir: Path, upstream: bool) -> list[Path]:
 # --------------------------------------------------------------------------------------------- samples
 @dataclass
 class Sample:
+    """One query ready for the network: the query, its references, its true map when known."""
+
     query: torch.Tensor  # (3, H, W)
     refs: torch.Tensor  # (N, 3, H, W)
     target: torch.Tensor | None  # (H, W) true SSIM map, or None
-    ref_paths: list[Path]
+    ref_paths: list[Path]  # the reference files used (arrays given to CrossScore: labels ``references[i]``)
 
 
 def load_sample(item: Item, n_ref: int, short: int, crop: int = 0, seed: int | None = None,
                 gen: torch.Generator | None = None) -> Sample:
     """Load a query, its target and references. ``crop > 0``: random ``crop``² crops (same crop for the query
-    and its map, an independent one per reference; training). ``crop == 0``: top-left patch-aligned region."""
+    and its map, an independent one per reference; training). ``crop == 0``: :func:`fit_sample`."""
     q0 = load_rgb(item.query)
     q = resize_short(q0, short)
     target = None
@@ -192,33 +210,52 @@ def load_sample(item: Item, n_ref: int, short: int, crop: int = 0, seed: int | N
         if target.shape != q.shape[-2:]:
             target = F.interpolate(target[None, None], size=q.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     elif item.gt is not None:
-        g0 = load_rgb(item.gt)
-        g = resize_short(g0, short)
-        if g.shape != q.shape:  # the sizes of the files (not after resizing): what the user can check and fix
-            raise InputError(f"{item.gt}: ground truth is {g0.shape[2]}x{g0.shape[1]} but render {item.query} is "
-                             f"{q0.shape[2]}x{q0.shape[1]} (width x height); a render and its ground truth must have "
-                             "one size")
-        target = ssim_target(q[None], g[None])[0]
+        target = true_map(q0, q, load_rgb(item.gt), short, str(item.query), str(item.gt))
     paths = select_references(item.refs, n_ref, item.query, seed)
     refs = [resize_short(load_rgb(p), short) for p in paths]
     if crop > 0:
-        ch, cw = min(crop, q.shape[1]), min(crop, q.shape[2])
-        top, left = _rand_corner(q.shape[1:], (ch, cw), gen)
-        q = q[:, top:top + ch, left:left + cw]
-        target = target[top:top + ch, left:left + cw] if target is not None else None
-        cropped = []
-        for r in refs:
-            if r.shape[1] < ch or r.shape[2] < cw:  # a reference smaller than the crop: enlarge it to cover
-                r = fit_to(r, (max(ch, r.shape[1]), max(cw, r.shape[2])))
-            t, left_ = _rand_corner(r.shape[1:], (ch, cw), gen)
-            cropped.append(r[:, t:t + ch, left_:left_ + cw])
-        refs = cropped
-    else:
-        q = patch_crop(q)
-        target = patch_crop(target) if target is not None else None
-        refs = [fit_to(r, tuple(q.shape[1:])) for r in refs]
-    stacked = torch.stack(refs) if refs else q.new_zeros((0, *q.shape))
-    return Sample(q, stacked, target, paths)
+        return _random_crops(q, refs, target, paths, crop, gen)
+    return fit_sample(q, refs, target, paths)
+
+
+def true_map(q0: torch.Tensor, q: torch.Tensor, g0: torch.Tensor, short: int, render: str, gt: str) -> torch.Tensor:
+    """The SSIM map of the resized render ``q`` against its ground truth ``g0`` resized alike; ``q0``/``g0`` are
+    the images as read, ``render``/``gt`` their names for the error of two sizes."""
+    g = resize_short(g0, short)
+    if g.shape != q.shape:  # the sizes of the files (not after resizing): what the user can check and fix
+        raise InputError(f"{gt}: ground truth is {g0.shape[2]}x{g0.shape[1]} but render {render} is "
+                         f"{q0.shape[2]}x{q0.shape[1]} (width x height); a render and its ground truth must have "
+                         "one size")
+    return ssim_target(q[None], g[None])[0]
+
+
+def fit_sample(q: torch.Tensor, refs: Sequence[torch.Tensor], target: torch.Tensor | None,
+               ref_paths: list[Path]) -> Sample:
+    """Predict and test sizing of resized images: the query (and its map) cropped top-left to the patch-aligned
+    region, every reference resized to cover it and centre-cropped to it."""
+    q = patch_crop(q)
+    target = patch_crop(target) if target is not None else None
+    return Sample(q, _stack([fit_to(r, tuple(q.shape[1:])) for r in refs], q), target, ref_paths)
+
+
+def _random_crops(q: torch.Tensor, refs: Sequence[torch.Tensor], target: torch.Tensor | None, paths: list[Path],
+                  crop: int, gen: torch.Generator | None) -> Sample:
+    """Training crops: one random ``crop``² window for the query and its map, an independent one per reference."""
+    ch, cw = min(crop, q.shape[1]), min(crop, q.shape[2])
+    top, left = _rand_corner(q.shape[1:], (ch, cw), gen)
+    q = q[:, top:top + ch, left:left + cw]
+    target = target[top:top + ch, left:left + cw] if target is not None else None
+    cropped = []
+    for r in refs:
+        if r.shape[1] < ch or r.shape[2] < cw:  # a reference smaller than the crop: enlarge it to cover
+            r = fit_to(r, (max(ch, r.shape[1]), max(cw, r.shape[2])))
+        t, left_ = _rand_corner(r.shape[1:], (ch, cw), gen)
+        cropped.append(r[:, t:t + ch, left_:left_ + cw])
+    return Sample(q, _stack(cropped, q), target, paths)
+
+
+def _stack(refs: Sequence[torch.Tensor], q: torch.Tensor) -> torch.Tensor:
+    return torch.stack(list(refs)) if refs else q.new_zeros((0, *q.shape))
 
 
 def _rand_corner(size, crop, gen: torch.Generator | None) -> tuple[int, int]:

@@ -103,7 +103,8 @@ def build_demo_dataset(cfg: DemoDataConfig) -> dict[str, int]:
     sources, out = [Path(s) for s in cfg.sources], Path(cfg.out)
     width, height, split_frame, seed = cfg.width, cfg.height, cfg.split_frame, cfg.seed
     if not sources:
-        raise InputError(f"{EXAMPLES_DIR}: no example sequence folder; pass --sources FOLDER ...")
+        raise InputError(f"sources: none given, and no example sequence folder in {EXAMPLES_DIR}; give folders of "
+                         "frames, one scene each")
     for src in sources:  # every source checked before anything is written
         if not src.is_dir() or len(list_images(src)) < 4:
             raise InputError(f"{src}: needs a folder of at least 4 frames to build the demo dataset")

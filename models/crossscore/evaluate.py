@@ -29,6 +29,7 @@ from models.stats import pearson
 
 Predictor = Callable[[dict[str, Any]], torch.Tensor]
 UPSTREAM_BATCH = 24  # upstream's test batch size (config/data/*.yaml, loader.validation.batch_size)
+PRECISIONS = ("auto", "fp16", "fp32")  # see autocast_for
 _SUMS = ("_n", "_sa", "_sp", "_st", "_spp", "_stt", "_spt")  # per image: pixels, Σ|p−t|, Σp, Σt, Σp², Σt², Σpt
 
 
@@ -37,11 +38,16 @@ def map_pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return pearson(a.detach().double().flatten().cpu().numpy(), b.detach().double().flatten().cpu().numpy())
 
 
+def check_precision(precision: str) -> None:
+    """Refuse a ``precision`` that is not one of :data:`PRECISIONS` (one line naming the parameter)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision={precision}: unknown; use {', '.join(PRECISIONS)}")
+
+
 def autocast_for(dev: torch.device, precision: str) -> Any:
     """The autocast context of ``precision``: "auto" = fp16 on CUDA (upstream predicts in 16-mixed), fp32 on
     the CPU; "fp16" = fp16 autocast on any device (on the CPU: slow, only to measure the difference); "fp32"."""
-    if precision not in ("auto", "fp16", "fp32"):
-        raise InputError(f"--precision {precision}: unknown; use auto, fp16 or fp32")
+    check_precision(precision)
     if precision == "fp16" or (precision == "auto" and dev.type == "cuda"):
         return torch.autocast(dev.type, dtype=torch.float16)
     return nullcontext()
@@ -156,7 +162,7 @@ def make_predictor(checkpoint: str, baseline: str = "none", backbone: str | None
         value = float(meta["train_target_mean"])
         return constant_predictor(value, net.patch), n, {**info, "baseline": "constant", "constant": value}
     if baseline != "none":
-        raise InputError(f"--baseline {baseline}: unknown; use none or constant")
+        raise InputError(f"baseline={baseline}: unknown; use none or constant")
     dev = resolve_device(device)
     return net_predictor(net.to(dev), dev, precision=precision), n, {**info, "device": str(dev),
                                                                       "precision": precision}

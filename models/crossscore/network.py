@@ -55,7 +55,7 @@ class CrossScoreConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"{source}: unknown CrossScore config field(s) {unknown}; is this a CrossScore config?")
-        if "pos_interp" not in d:  # written before the field existed: trained and tested under transformers 5.x
+        if "pos_interp" not in d:  # such a config was trained and tested under transformers 5.x's rule: keep it
             d = {**d, "pos_interp": "hf-5"}
         if d["pos_interp"] not in POS_RULES:
             raise InputError(f"{source}: pos_interp {d['pos_interp']!r} is not one of {sorted(POS_RULES)}")
@@ -83,7 +83,7 @@ def build_backbone(spec: str, config: dict[str, Any] | None = None) -> tuple[nn.
         where = "folder" if Path(spec).exists() else "hub id (not in the local Hugging Face cache)"
         raise InputError(
             f"{spec}: cannot load a DINOv2 backbone from this {where} ({str(e).splitlines()[0][:120]}); pass a "
-            "local transformers folder (config.json + weights), or `--backbone tiny`; downloads never happen at "
+            "local transformers folder (config.json + weights), or 'tiny' as the backbone; downloads never happen at "
             "run time (fetch once with `hf download facebook/dinov2-small --local-dir DIR` where a network is)"
         ) from None
     return model.eval(), _config_dict(model.config)

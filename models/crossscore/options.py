@@ -123,9 +123,11 @@ class DemoDataConfig:
     quiet: bool = opt(False, "no info messages")
 
 
-CKPT_HINT = ("the default examples/.crossscore-demo.pth is committed (`git checkout examples/.crossscore-demo.pth`); "
-             "`make crossscore-demo` trains the offline model into checkpoints/crossscore-tiny (then --checkpoint "
-             "crossscore-tiny); or pass --checkpoint FOLDER|CrossScore-v1.0.0.ckpt")
+# what to do when a model is missing: the library's words (checkpoint.load_model), then the flags that do it
+DEMO_MODEL_HINT = ("the default examples/.crossscore-demo.pth is committed (`git checkout "
+                   "examples/.crossscore-demo.pth`); `make crossscore-demo` trains the offline model into "
+                   "checkpoints/crossscore-tiny")
+CKPT_HINT = f"{DEMO_MODEL_HINT} (then --checkpoint crossscore-tiny); or pass --checkpoint FOLDER|CrossScore-v1.0.0.ckpt"
 
 
 def locate_checkpoints(cfg: object) -> None:

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,90 +103,135 @@ def train_crossscore(cfg: CrossScoreTrainConfig) -> Path:
             dist.destroy_process_group()
 
 
+@dataclass
+class _Run:
+    """One training run in progress: its network (and DDP wrapper), optimiser, AMP scaler, schedule and the
+    running sums of the training target (the constant-map baseline). ``step`` is where the loop starts."""
+
+    cfg: CrossScoreTrainConfig
+    folder: Path
+    dev: torch.device
+    rank: int
+    world: int
+    items: list[Item]
+    net: CrossScoreNet
+    model: torch.nn.Module
+    optim: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    per_epoch: int
+    total: int
+    step: int = 0
+    target_sum: float = 0.0
+    target_n: int = 0
+    window: list[tuple[float, float]] = field(default_factory=list)  # (L1, Pearson) of the steps not yet logged
+
+
 def _train(cfg: CrossScoreTrainConfig, run: Path, dev: torch.device, rank: int, world: int) -> Path:
+    """Set up (or resume), run the steps (batches prepared one ahead in a thread), write the model."""
     from tqdm import tqdm
 
-    main = rank == 0
+    r = _setup(cfg, run, dev, rank, world)
+    r.net.train()
+    t0 = time.perf_counter()
+    batches = prefetch((make_batch(r.items, cfg, s, rank, world) for s in range(r.step, r.total)), depth=2)
+    bar = tqdm(range(r.step, r.total), initial=r.step, total=r.total, desc=f"train {cfg.name}",
+               disable=cfg.quiet or rank != 0)
+    for step, batch in zip(bar, batches, strict=True):
+        pred = _step(r, batch)
+        if rank == 0:  # only rank 0 writes files
+            _record(r, step + 1, batch, pred, bar, t0)
+    return _finish(r)
+
+
+def _setup(cfg: CrossScoreTrainConfig, run: Path, dev: torch.device, rank: int, world: int) -> _Run:
+    """Data, network (DDP-wrapped under torchrun), optimiser and scaler; resumed from ``state.pth`` or new (a
+    run of this name is never overwritten); rank 0 writes ``config.json``."""
     set_threads(cfg.threads)
     items = discover_items(Path(cfg.data))
     check_creatable(run, "--runs-dir or --name")  # before any compute; creates nothing
     net = build_net(cfg).to(dev)
-    model = net
+    model: torch.nn.Module = net
     if world > 1:  # static_graph as upstream's DDPStrategy: tolerates trainable tensors a step does not use
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None,
                                                           static_graph=True)
-    params = [p for p in net.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optim = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=cfg.lr,
+                              weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     per_epoch = max(1, len(items) // (cfg.batch_size * world))
-    total = cfg.steps or cfg.epochs * per_epoch
-    start, targets_sum, targets_n = 0, 0.0, 0
+    r = _Run(cfg, run, dev, rank, world, items, net, model, optim, scaler, use_amp, per_epoch,
+             cfg.steps or cfg.epochs * per_epoch)
     if cfg.resume:
         st = load_tensors(run / "state.pth")
         net.load_state_dict(st["model"])
         optim.load_state_dict(st["optimizer"])
         scaler.load_state_dict(st["scaler"])
-        start = int(st["step"])
-        targets_sum, targets_n = float(st["target_sum"]), int(st["target_n"])
-        log.info("resuming %s at step %d", run, start)
+        r.step, r.target_sum, r.target_n = int(st["step"]), float(st["target_sum"]), int(st["target_n"])
+        log.info("resuming %s at step %d", run, r.step)
     elif (run / "state.pth").exists():
         raise InputError(f"{run}: a run of this name exists; pass --resume to continue it or choose another --name")
-    if main:
+    if rank == 0:
         atomic_write_json(run / "config.json", stamp(config=asdict(cfg), model=net.cfg.to_dict(), n_items=len(items),
-                                                     steps_per_epoch=per_epoch, total_steps=total, processes=world,
+                                                     steps_per_epoch=per_epoch, total_steps=r.total, processes=world,
                                                      trainable_parameters=net.n_trainable(), device=str(dev)))
-    log.info("%d queries, %d steps (%d per epoch), %d trainable parameters, %s", len(items), total, per_epoch,
+    log.info("%d queries, %d steps (%d per epoch), %d trainable parameters, %s", len(items), r.total, per_epoch,
              net.n_trainable(), dev)
-    net.train()
-    window: list[tuple[float, float]] = []
-    t0 = time.perf_counter()
-    batches = prefetch((make_batch(items, cfg, s, rank, world) for s in range(start, total)), depth=2)
-    bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {cfg.name}", disable=cfg.quiet or not main)
-    for step, batch in zip(bar, batches, strict=True):
-        b = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
-        with ctx:
-            pred = model(b["query"], b["refs"], b["ref_valid"])["score_map"]
-        loss = (pred.float() - b["target"]).abs().mean()
-        optim.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optim)
-        scaler.update()
-        stats = torch.tensor([float(b["target"].sum()), b["target"].numel(), loss.item()], dtype=torch.float64)
-        if world > 1:  # every process keeps the global numbers (the same state.pth on each)
-            dist.all_reduce(stats)  # gloo/NCCL sum; the loss becomes the mean over processes below
-        targets_sum += float(stats[0])
-        targets_n += int(stats[1])
-        window.append((float(stats[2]) / world, map_pearson(pred.detach(), b["target"])))
-        done = step + 1
-        if not main:
-            continue
-        if done % cfg.log_every == 0 or done == total:
-            l1 = float(np.mean([w[0] for w in window]))
-            rec = {"step": done, "epoch": step // per_epoch, "l1": l1, "psnr": psnr_from_l1(l1),
-                   "pearson": float(np.nanmean([w[1] for w in window])), "seconds": round(time.perf_counter() - t0, 2)}
-            _append_jsonl(run / "metrics.jsonl", rec)
-            bar.set_postfix(l1=f"{l1:.4f}", r=f"{rec['pearson']:.3f}")
-            window = []
-        if done % cfg.fig_every == 0 or done == total:
-            i = 0
-            write_figure(run / "figures" / f"step_{done:06d}.png", to_hwc(batch["query"][i]),
-                         pred[i].detach().float().cpu().numpy(),
-                         [to_hwc(r) for r in (batch["refs"][i] if batch["refs"] is not None else [])],
-                         batch["target"][i].numpy(), title=f"{cfg.name} step {done}")
-        if done % cfg.save_every == 0 or done == total:
-            _save_state(run, net, optim, scaler, done, targets_sum, targets_n)
-    # the constant-map baseline of `test --baseline constant`: the mean training target
-    meta = {"run": str(run), "steps": total, "n_ref": cfg.n_ref, "short_side": cfg.short_side, "crop": cfg.crop,
-            "predict_short_side": min(cfg.short_side, cfg.crop) if cfg.crop > 0 else cfg.short_side,
-            "train_target_mean": targets_sum / max(targets_n, 1)}
-    if not main:
-        return run / "model"
-    save_model(run / "model", net, meta)
-    if cfg.out_checkpoint:
-        save_model(Path(cfg.out_checkpoint), net, meta)
-    return run / "model"
+    return r
+
+
+def _step(r: _Run, batch: dict[str, Any]) -> torch.Tensor:
+    """One optimiser step on ``batch``; adds its targets and (L1, Pearson) to the run's sums (over all
+    processes). Returns the predicted maps."""
+    b = {k: (v.to(r.dev) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    with torch.autocast("cuda", dtype=torch.float16) if r.use_amp else nullcontext():
+        pred = r.model(b["query"], b["refs"], b["ref_valid"])["score_map"]
+    loss = (pred.float() - b["target"]).abs().mean()
+    r.optim.zero_grad(set_to_none=True)
+    r.scaler.scale(loss).backward()
+    r.scaler.step(r.optim)
+    r.scaler.update()
+    stats = torch.tensor([float(b["target"].sum()), b["target"].numel(), loss.item()], dtype=torch.float64)
+    if r.world > 1:  # every process keeps the global numbers (the same state.pth on each)
+        dist.all_reduce(stats)  # gloo/NCCL sum; the loss becomes the mean over processes below
+    r.target_sum += float(stats[0])
+    r.target_n += int(stats[1])
+    r.window.append((float(stats[2]) / r.world, map_pearson(pred.detach(), b["target"])))
+    return pred
+
+
+def _record(r: _Run, done: int, batch: dict[str, Any], pred: torch.Tensor, bar: Any, t0: float) -> None:
+    """After step ``done`` (1-based): a metrics line, a figure and ``state.pth``, each at its interval and at
+    the last step."""
+    cfg, last = r.cfg, done == r.total
+    if done % cfg.log_every == 0 or last:
+        l1 = float(np.mean([w[0] for w in r.window]))
+        rec = {"step": done, "epoch": (done - 1) // r.per_epoch, "l1": l1, "psnr": psnr_from_l1(l1),
+               "pearson": float(np.nanmean([w[1] for w in r.window])), "seconds": round(time.perf_counter() - t0, 2)}
+        _append_jsonl(r.folder / "metrics.jsonl", rec)
+        bar.set_postfix(l1=f"{l1:.4f}", r=f"{rec['pearson']:.3f}")
+        r.window.clear()
+    if done % cfg.fig_every == 0 or last:
+        write_figure(r.folder / "figures" / f"step_{done:06d}.png", to_hwc(batch["query"][0]),
+                     pred[0].detach().float().cpu().numpy(),
+                     [to_hwc(ref) for ref in (batch["refs"][0] if batch["refs"] is not None else [])],
+                     batch["target"][0].numpy(), title=f"{cfg.name} step {done}")
+    if done % cfg.save_every == 0 or last:
+        _save_state(r.folder, r.net, r.optim, r.scaler, done, r.target_sum, r.target_n)
+
+
+def _finish(r: _Run) -> Path:
+    """Rank 0 writes the model folder (and ``--out-checkpoint``), with what the constant-map baseline and
+    predict need: the mean training target and the size trained at."""
+    cfg = r.cfg
+    meta = {"run": str(r.folder), "steps": r.total, "n_ref": cfg.n_ref, "short_side": cfg.short_side,
+            "crop": cfg.crop, "predict_short_side": min(cfg.short_side, cfg.crop) if cfg.crop > 0 else cfg.short_side,
+            "train_target_mean": r.target_sum / max(r.target_n, 1)}
+    if r.rank == 0:
+        save_model(r.folder / "model", r.net, meta)
+        if cfg.out_checkpoint:
+            save_model(Path(cfg.out_checkpoint), r.net, meta)
+    return r.folder / "model"
 
 
 def _append_jsonl(path: Path, rec: dict[str, Any]) -> None:

@@ -256,7 +256,7 @@ def fused_conv_silu_works(dtype: torch.dtype = torch.float32) -> bool:
 
 
 def optimize_for_inference(encoder: ViewEncoder, device: torch.device) -> ViewEncoder:
-    """BN folded, conv+SiLU fused on CPU (oneDNN post-op), channels_last. Eval only; see bench.py."""
+    """BN folded, conv+SiLU fused on CPU (oneDNN post-op), channels_last. Eval only (timed by make bench)."""
     enc = fold_batchnorm(encoder)
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and fused_conv_silu_works():
         for mod in enc.modules():

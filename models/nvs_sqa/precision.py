@@ -52,20 +52,23 @@ def native_bf16(flags: set[str] | None = None) -> bool:
     return bool((cpu_flags() if flags is None else flags) & set(NATIVE_BF16_FLAGS))
 
 
-def resolve_precision(requested: str, device: torch.device, flags: set[str] | None = None) -> tuple[str, str | None]:
-    """(the mode that will run, a one-line reason when it is not ``requested``) on ``device``."""
+def resolve_precision(requested: str, device: torch.device, flags: set[str] | None = None,
+                      emulate: bool = False) -> tuple[str, str | None]:
+    """(the mode that will run, a one-line reason when it is not ``requested``) on ``device``. ``emulate``: run
+    ``mixed``/``bf16`` on a CPU without native bfloat16 anyway (ten times slower; what measuring their error on
+    such a CPU needs — the rounding is native bfloat16's)."""
     if requested not in PRECISIONS:
-        raise InputError(f"--precision {requested}: use one of {', '.join(PRECISIONS)}")
+        raise InputError(f"precision={requested!r}: use one of {', '.join(PRECISIONS)}")
     if requested == "exact":
         return "exact", None
     if device.type == "cuda":
         if requested != "fp16" and not torch.cuda.is_bf16_supported():
-            return "exact", f"--precision {requested}: this GPU has no bfloat16; running exact (float32)"
+            return "exact", f"precision={requested!r}: this GPU has no bfloat16; running exact (float32)"
         return requested, None
     if requested == "fp16":
-        return "exact", "--precision fp16: float16 is for CUDA; running exact (float32) on the CPU"
-    if not native_bf16(flags):
-        return "exact", (f"--precision {requested}: this CPU has no native bfloat16 (AVX512_BF16 or AMX), where "
+        return "exact", "precision='fp16': float16 is for CUDA; running exact (float32) on the CPU"
+    if not native_bf16(flags) and not emulate:
+        return "exact", (f"precision={requested!r}: this CPU has no native bfloat16 (AVX512_BF16 or AMX), where "
                          "bfloat16 is slower than float32; running exact (float32)")
     return requested, None
 

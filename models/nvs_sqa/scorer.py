@@ -6,7 +6,6 @@ import logging
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,53 +17,13 @@ from models.frames import FrameSequence, SortOrder, open_sequence, prefetch
 from models.nvs_sqa.network import MIN_FRAME_SIZE, Regressor, SequenceModel, optimize_for_inference
 from models.nvs_sqa.precision import apply_precision, exact_float32, resolve_precision
 from models.nvs_sqa.validity import FrameStats, Limits
+from models.nvs_sqa.windows import WindowedScore, WindowPlan, plan_windows
 from models.runtime import resolve_device
 
 # Everything a sequence can be given as (see NVSSQA.open).
 log = logging.getLogger(__name__)
 
 Source = str | Path | list | np.ndarray | torch.Tensor | FrameSequence
-
-
-def window_starts(n_frames: int, window: int, stride: int) -> np.ndarray:
-    """Start frames of the windows covering ``n_frames``: 0, stride, 2·stride, … and a last one ending at the end."""
-    if window < 1 or stride < 1:
-        raise InputError(f"--window {window} --stride {stride}: both must be >= 1")
-    if n_frames <= window:
-        return np.array([0])
-    starts = list(range(0, n_frames - window + 1, stride))
-    if starts[-1] + window < n_frames:
-        starts.append(n_frames - window)
-    return np.array(starts)
-
-
-def plan_windows(n_frames: int, window: int | None, stride: int, lim: Limits) -> tuple[int, int]:
-    """(window, stride) for a sequence of ``n_frames``; (0, 0) = one pass. ``window`` None = auto: one pass up to
-    ``lim.max_frames``, else the validated window; 0 = one pass; N = windows of N. ``stride`` 0 = the default
-    (the validated stride for auto, N/2 for N)."""
-    if window is None:
-        return (lim.window, stride or lim.stride) if n_frames > lim.max_frames else (0, 0)
-    return (window, stride or max(1, window // 2)) if window else (0, 0)
-
-
-@dataclass
-class WindowedScore:
-    """Window scores of one sequence along its camera path; ``score`` is their mean."""
-
-    name: str
-    starts: np.ndarray  # first frame of each window
-    ends: np.ndarray  # one past the last frame
-    scores: np.ndarray  # JOD per window
-
-    @property
-    def score(self) -> float:
-        return float(np.mean(self.scores))
-
-    @property
-    def worst(self) -> tuple[int, int, float]:
-        """(start, end, score) of the lowest-scoring window."""
-        i = int(np.argmin(self.scores))
-        return int(self.starts[i]), int(self.ends[i]), float(self.scores[i])
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters (malloc.h)
@@ -95,6 +54,7 @@ class NVSSQA:
     def __init__(
         self, model: SequenceModel, regressor: Regressor | None = None, device: str | torch.device = "auto",
         fast: bool = True, info: dict[str, Any] | None = None, precision: str = "exact", workers: int = 0,
+        emulate: bool = False,
     ) -> None:  # fmt: skip
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -105,7 +65,7 @@ class NVSSQA:
         self._encoder = optimize_for_inference(enc, self.device) if fast else enc
         # --precision (precision.py): the mode that runs; one warning line where the requested one cannot.
         self.precision_requested = precision
-        self.precision, why = resolve_precision(precision, self.device)
+        self.precision, why = resolve_precision(precision, self.device, emulate=emulate)
         if why:
             log.warning("%s", why)
         self._encoder = apply_precision(self._encoder, self.precision)
@@ -117,13 +77,15 @@ class NVSSQA:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "auto",
-                        fast: bool = True, precision: str = "exact", workers: int = 0) -> NVSSQA:
+                        fast: bool = True, precision: str = "exact", workers: int = 0,
+                        emulate: bool = False) -> NVSSQA:  # fmt: skip
         """Load a checkpoint folder (default: the released v0.0.1 in ``checkpoints/``); ``precision``: exact |
-        mixed | bf16 | fp16 (see precision.py); ``workers``: CPU frames in flight (0 = one per torch thread)."""
+        mixed | bf16 | fp16 (see precision.py); ``workers``: CPU frames in flight (0 = one per torch thread);
+        ``emulate``: run mixed/bf16 even on a CPU without native bfloat16 (slow; for measuring their error)."""
         from models.nvs_sqa.checkpoint import load_checkpoint  # here: `python -m models.nvs_sqa.checkpoint` runs clean
 
         ckpt = load_checkpoint(path)
-        return cls(ckpt.model, ckpt.regressor, device, fast, ckpt.info, precision, workers)
+        return cls(ckpt.model, ckpt.regressor, device, fast, ckpt.info, precision, workers, emulate)
 
     def _batches(self, frames: Iterator[np.ndarray], batch_size: int) -> Iterator[torch.Tensor]:
         buf: list[np.ndarray] = []
@@ -217,58 +179,50 @@ class NVSSQA:
                                                   max_value=max_value))
 
     @torch.inference_mode()
-    def window_representations(self, frame_feats: torch.Tensor, window: int, stride: int
-                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The 384-d representation of every window of ``window`` frames of per-frame features (T, 360), one every
-        ``stride`` frames; the last window ends at the last frame, so every frame is covered. Returns (starts,
-        ends (exclusive), representations (N, 384)). A sequence no longer than ``window`` is one window."""
-        t = len(frame_feats)
-        starts = window_starts(t, window, stride)
-        ends = np.minimum(starts + window, t)
-        return starts, ends, np.stack([self.aggregate(frame_feats[s:e]) for s, e in zip(starts, ends, strict=True)])
+    def window_representations(self, frame_feats: torch.Tensor, plan: WindowPlan) -> np.ndarray:
+        """The 384-d representation of every span of ``plan`` (one for a single pass) from per-frame features
+        (T, 360): (N, 384)."""
+        return np.stack([self.aggregate(frame_feats[s:e]) for s, e in zip(plan.starts, plan.ends, strict=True)])
 
-    def window_scores(self, frame_feats: torch.Tensor, window: int, stride: int
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(starts, ends, JOD per window) of :meth:`window_representations`."""
-        starts, ends, reps = self.window_representations(frame_feats, window, stride)
-        return starts, ends, self.predict(reps)
+    def score_features(self, frame_feats: torch.Tensor, window: int | str | None = "auto", stride: int = 0,
+                       name: str = "") -> WindowedScore:  # fmt: skip
+        """The JOD of a sequence from its per-frame features (T, 360), by the one window rule
+        (:func:`~models.nvs_sqa.windows.plan_windows`): ``window`` "auto"/None (one pass up to the validated length,
+        windows beyond it), 0 (one pass) or N (windows of N frames every ``stride``, default N/2)."""
+        plan = plan_windows(len(frame_feats), _window(window), stride)
+        return WindowedScore(name, plan, self.predict(self.window_representations(frame_feats, plan)))
 
-    def windows(self, source: Source, window: int | None = None, stride: int | None = None, batch_size: int = 4,
+    def windows(self, source: Source, window: int | None = None, stride: int = 0, batch_size: int = 4,
                 progress: bool = False, sort: SortOrder = "natural", dim_order: str = "THWC",
                 max_value: float | None = None) -> WindowedScore:
-        """Windowed scoring of one sequence: the view encoder runs once per frame, the temporal model once per
-        window of ``window`` frames every ``stride`` (default: the validated window of ``validity_v1.json``); the
-        sequence score is the mean of the window scores (see :meth:`window_scores`)."""
-        lim = Limits.load()
+        """The quality along the camera path: windows of ``window`` frames (default: the validated window of the
+        limits file) every ``stride`` (default half a window); a sequence no longer than a window is one pass."""
         seq = self.open(source, sort, dim_order, max_value)
-        w, s = window or lim.window, stride or lim.stride
-        starts, ends, scores = self.window_scores(self.frame_features(seq, batch_size, progress), w, s)
-        return WindowedScore(seq.name, starts, ends, scores)
+        feats = self.frame_features(seq, batch_size, progress)
+        return self.score_features(feats, window or Limits.load().window, stride, name=seq.name)
 
     def predict(self, feats: np.ndarray) -> np.ndarray:
         """JOD scores from representations (N, 384) or (384,)."""
         if self.regressor is None:
             raise InputError(
-                f"{self.info.get('path', 'checkpoint')}: has no regressor.json, so no JOD score; "
-                "use --features-only, or fit one with evaluate.py --save-regressor"
+                f"{self.info.get('path', 'checkpoint')}: has no regressor.json, so no JOD score; use features() "
+                "for the 384-d representation, or fit a regressor with evaluate.py --save-regressor"
             )
         return self.regressor.predict(np.atleast_2d(feats))
 
-    def score_features(self, frame_feats: torch.Tensor, window: int | str = "auto") -> tuple[float, str]:
-        """The JOD score from per-frame features (T, 360), and how it was made (``single`` or ``windows W/S``).
-
-        ``window="auto"``: one pass as upstream up to ``Limits.max_frames`` frames, beyond it the mean of windows of
-        the validated length (scores of one long pass are not trustworthy: see docs/scoring.md); ``0``: always one
-        pass; ``N``: windows of N frames every N/2.
-        """
-        w, s = plan_windows(len(frame_feats), None if window == "auto" else int(window), 0, Limits.load())
-        if w == 0 or len(frame_feats) <= w:
-            return float(self.predict(self.aggregate(frame_feats))[0]), "single"
-        return float(np.mean(self.window_scores(frame_feats, w, s)[2])), f"windows {w}/{s}"
-
-    def score(self, source: Source, batch_size: int = 4, progress: bool = False, window: int | str = "auto",
-              sort: SortOrder = "natural", dim_order: str = "THWC", max_value: float | None = None) -> float:
-        """JOD score (offset by the reference; higher is better) of one sequence; ``window`` as in
+    def score(self, source: Source, batch_size: int = 4, progress: bool = False, window: int | str | None = "auto",
+              stride: int = 0, sort: SortOrder = "natural", dim_order: str = "THWC",
+              max_value: float | None = None) -> float:
+        """JOD score (offset by the reference; higher is better) of one sequence; ``window`` and ``stride`` as in
         :meth:`score_features`."""
         feats = self.frame_features(source, batch_size, progress, sort=sort, dim_order=dim_order, max_value=max_value)
-        return self.score_features(feats, window)[0]
+        return self.score_features(feats, window, stride).score
+
+
+def _window(window: int | str | None) -> int | None:
+    """The ``window`` argument as the plan takes it: None for auto, else a number of frames."""
+    if window is None or window == "auto":
+        return None
+    if isinstance(window, str) and not window.isdigit():
+        raise InputError(f"window={window!r}: use 'auto', 0 (one pass) or a number of frames >= 1")
+    return int(window)

@@ -11,22 +11,16 @@ checkpoint, and writes the rows in the unsharded order, with the provenance of e
 
 from __future__ import annotations
 
-import copy
-import datetime as _dt
 import hashlib
 import logging
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from consts import RUNS_DIR
-from models import cluster
 from models import results as res
 from models.errors import InputError
-
-if TYPE_CHECKING:
-    from models.nvs_sqa.run import AppConfig
+from models.nvs_sqa.app_config import AppConfig
+from models.nvs_sqa.outputs import CURVES, FEATURES, FEATURES_META, SCORES_JSON, WINDOWS_CSV, write_results
 
 log = logging.getLogger("app")
 MANIFEST = "shard.json"
@@ -111,11 +105,8 @@ def _manifests(dirs: list[Path]) -> list[tuple[Path, dict[str, Any]]]:
     return sorted(found, key=lambda dm: dm[1]["shard"])
 
 
-def merge(out: Path, dirs: list[Path], write_results: Callable[..., int], files: dict[str, str]) -> int:
-    """``--merge OUT SHARD…``: the shards' results merged into ``out`` as one unsharded run writes them, by
-    app.py's own ``write_results``; ``files``: the names of its files (features, meta, scores, windows, curves)."""
-    FEATURES, FEATURES_META, SCORES_JSON, WINDOWS_CSV, CURVES = (  # noqa: N806 - app.py's file names
-        files[k] for k in ("features", "meta", "scores", "windows", "curves"))
+def merge(out: Path, dirs: list[Path]) -> int:
+    """``--merge OUT SHARD…``: the shards' results merged into ``out`` as one unsharded run writes them."""
     shards = _manifests(dirs)
     features_only = shards[0][1]["features_only"]
     rows, feats, windows, curves, order, merged_from = [], {}, [], {}, {}, []
@@ -155,28 +146,3 @@ def merge(out: Path, dirs: list[Path], write_results: Callable[..., int], files:
     print(f"merged {len(shards)} shards ({len(rows)} sequences) into {out}"
           + (f" (kept {kept} earlier sequence(s))" if kept else ""))
     return 1 if failed or skipped else 0
-
-
-def submit(cfg: AppConfig, out: Path, run_shard: Callable[[AppConfig], int], write_results: Callable[..., int],
-           files: dict[str, str]) -> int:
-    """``--executor local|slurm --shards N``: N jobs of ``run_shard`` (app.py's run, with ``--shard i/N``) into a
-    run folder, waited for, then merged into ``out``."""
-    if cfg.shards < 1:
-        raise InputError(f"--executor {cfg.executor}: say how many shards with --shards N")
-    folder = Path(cfg.slurm.cluster_dir) if cfg.slurm.cluster_dir else \
-        RUNS_DIR / f"app-shards-{_dt.datetime.now(_dt.UTC):%Y%m%d-%H%M%S}"  # fmt: skip
-    cfgs = []
-    for i in range(cfg.shards):
-        c = copy.deepcopy(cfg)
-        c.executor, c.shards, c.shard, c.out, c.quiet = "none", 0, f"{i}/{cfg.shards}", str(folder / f"{i}"), True
-        cfgs.append(c)
-    gpus = 1 if cfg.device == "cuda" else 0
-    job = cluster.Resources("app-shard", cfg.slurm.time_min or 120, gpus_per_node=gpus,
-                            cpus_per_task=cfg.slurm.cpus_per_task or None, array=cfg.shards)
-    jobs = cluster.submit(cfg.executor, folder / "submitit", cfg.slurm, job, run_shard, cfgs)
-    print(f"submitted {cfg.shards} shard job(s) ({cfg.executor}: {', '.join(j.job_id for j in jobs)}); results in "
-          f"{folder}")
-    codes = cluster.wait(jobs, "app.py shards", progress=not cfg.quiet)
-    if any(c == 2 for c in codes):
-        raise InputError(f"{folder}: a shard scored nothing (exit 2); see its log in {folder / 'submitit'}")
-    return max(merge(out, [folder / f"{i}" for i in range(cfg.shards)], write_results, files), *codes)

@@ -1,7 +1,7 @@
 """Where the released model's scores can be trusted: the measured limits, and the checks that apply them.
 
-The limits are versioned parameters (``validity_v1.json`` beside this file, written by
-``python -m models.nvs_sqa.validity_bench --write-limits``, i.e. ``make validity``); the measurements behind them
+The limits are versioned parameters (``validity_v1.json`` beside this file, written by the calibration
+``python -m benchmarks.validity_calibration --write-limits``, i.e. ``make validity``); the measurements behind them
 are in ``benchmarks/validity.{json,md}`` and docs/scoring.md. A score outside them is still reported, with a
 warning that names what is outside and the validated range; nothing is silently dropped or clipped.
 
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.errors import InputError
+
 LIMITS_FILE = Path(__file__).with_name("validity_v1.json")
 DARK_LEVEL = 8  # 0–255: a pixel this dark in every channel counts as a hole
 NOISE_CROP = 256  # px: side of the central crop the noise estimate reads
@@ -30,30 +32,38 @@ _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 @dataclass(frozen=True)
 class Limits:
-    """The validated range of the released model (see the module docstring for where each number comes from)."""
+    """The validated range of the released model. No field has a default: the versioned limits file, written by
+    the calibration (``make validity``), is their one source; :meth:`load` reads it."""
 
-    version: str = "v1"
-    min_frames: int = 6  # shorter sequences: the score is unstable (up to +3.9 JOD at 2–4 frames)
-    max_frames: int = 360  # single pass up to here; longer sequences are scored in windows
-    window: int = 120  # frames per window for longer sequences (the examples' length)
-    stride: int = 60  # frames between window starts
-    min_side: int = 576  # px, shorter frame side; lower resolutions score higher (+1.2 JOD at 192 px)
-    max_side: int = 1152  # px
-    score_min: float = -16.24  # range of the 240 benchmark labels (offset JOD)
-    score_max: float = 1.38
-    max_dark_fraction: float = 0.25  # mean share of hole pixels
-    max_noise_sigma: float = 8.0  # estimated noise sigma, 0–255
-    tolerance_jod: float = 0.15  # the stability criterion the limits were chosen by
-    measured_by: str = "python -m models.nvs_sqa.validity_bench --write-limits (make validity)"
+    version: str
+    min_frames: int  # shorter sequences: the score is unstable (up to +3.9 JOD at 2–4 frames)
+    max_frames: int  # single pass up to here; longer sequences are scored in windows
+    window: int  # frames per window for longer sequences
+    stride: int  # frames between window starts
+    min_side: int  # px, shorter frame side; lower resolutions score higher (+1.2 JOD at 192 px)
+    max_side: int  # px
+    score_min: float  # range of the 240 benchmark labels (offset JOD)
+    score_max: float
+    max_dark_fraction: float  # mean share of hole pixels
+    max_noise_sigma: float  # estimated noise sigma, 0–255
+    tolerance_jod: float  # the stability criterion the limits were chosen by
+    measured_by: str
     notes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path = LIMITS_FILE) -> Limits:
-        """The committed limits (the class defaults when the file is absent)."""
-        if not path.is_file():
-            return cls()
-        d = json.loads(path.read_text())
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """The limits in ``path`` (default: the committed file); a missing, unreadable or incomplete file is an
+        :class:`InputError` naming it."""
+        try:
+            d = json.loads(Path(path).read_text())
+            return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        except FileNotFoundError:
+            raise InputError(f"{path}: the validity limits file is missing; restore it (git checkout) or re-make it "
+                             "with `make validity`") from None
+        except (OSError, ValueError, TypeError) as e:
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            raise InputError(f"{path}: not a usable validity limits file ({why}); restore it or re-make it with "
+                             "`make validity`") from None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -22,15 +22,13 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from models import cluster
 from models.preprocess.commands import COMMAND_ENV, Layout
+from models.preprocess.config import PreprocessConfig
 from models.preprocess.jobs import ALREADY, FAILED, Job, JobResult, exclusive, run_job
 from models.results import atomic_write_json, table
-
-if TYPE_CHECKING:
-    from models.preprocess.run import PreprocessConfig
 
 log = logging.getLogger("preprocess")
 TIME_MARGIN, TIME_PAD_MIN = 2.0, 15  # sbatch --time = declared GPU minutes x 2 + 15 min (start-up, render, mp4)

@@ -8,25 +8,15 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from models.errors import InputError
 from models.preprocess.commands import Layout, NsEnv
+from models.preprocess.config import PreprocessConfig, rel
 from models.preprocess.jobs import ALREADY, SKIPPED, Job
 from models.results import stamp, table, write_json
 
-if TYPE_CHECKING:  # run.py imports this module; the config is only a type here
-    from models.preprocess.run import PreprocessConfig
-
 log = logging.getLogger("preprocess")
-
-
-def rel(path: Path) -> str:
-    """``path`` relative to the current folder when inside it (readable commands), else absolute."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def job_state(job: Job) -> str:

@@ -5,35 +5,29 @@
 size, the first node as MASTER_ADDR, a port from the job id) and runs :func:`models.training.loop.train`.
 
 Before the time limit (``sbatch --signal=USR2@120``) or on preemption SLURM sends SIGUSR2. submitit's own handler
-would requeue at once, in the middle of a step; ours only raises a flag. The training loop asks
-:func:`stop_requested` after every step (all ranks agree through one all-reduce), saves ``latest/`` there as
-``--stop-after-steps`` does and returns; then the job requeues itself (``scontrol requeue``; locally, submitit's
-requeue exit code). The requeued job finds ``latest/`` and continues with the exact ``--resume``: the weights end bit
-for bit as those of an uninterrupted run. A job cancelled outright is resubmitted by running the same command
-again: it resumes the same way.
+would requeue at once, in the middle of a step; ours (models.training.stop) only raises a flag. The training loop
+asks :func:`models.training.stop.stop_requested` after every step (all ranks agree through one all-reduce), saves
+``latest/`` there as ``--stop-after-steps`` does and returns; then the job requeues itself (``scontrol requeue``;
+locally, submitit's requeue exit code). The requeued job finds ``latest/`` and continues with the exact
+``--resume``: the weights end bit for bit as those of an uninterrupted run. A job cancelled outright is resubmitted
+by running the same command again: it resumes the same way.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from models import cluster
+from models import cli, cluster
 from models.cli import opt
 from models.cluster import EXECUTORS, GROUP, SLURM_HELP, SlurmOptions
-
-if TYPE_CHECKING:
-    from models.training.config import TrainConfig
-
-log = logging.getLogger("train")
-_STOP = {"installed": False, "asked": False}  # this process: is our SIGUSR2 handler in place, has it fired
+from models.training.config import TrainConfig
+from models.training.loop import train
+from models.training.stop import install_stop_handler, stop_signalled
 
 
 @dataclass
@@ -51,40 +45,11 @@ class TrainCluster:
 
 def take_cluster(given: dict[str, Any]) -> TrainCluster:
     """Pop train.py's cluster flags out of the parsed flags (they are not part of the training config)."""
-    from dataclasses import fields
-
-    from models import cli
-
     names = {f.name for f in fields(TrainCluster)} | {f.name for f in fields(SlurmOptions)}
     mine = cli.split_given(TrainCluster, {k: given.pop(k) for k in list(given) if k in names})
     opts = cli.build(TrainCluster, mine)
     cli.check(opts)
     return opts
-
-
-def install_stop_handler() -> None:
-    """SIGUSR2 (SLURM's warning before the time limit, or preemption) -> :func:`stop_requested` becomes true."""
-
-    def handler(signum: int, frame: Any) -> None:
-        _STOP["asked"] = True  # os.write: no print or logging inside a signal handler (not reentrant)
-        os.write(2, f"caught {signal.Signals(signum).name}: saving latest/ after this step, then requeueing\n".encode())
-
-    signal.signal(signal.SIGUSR2, handler)
-    _STOP["installed"] = True
-
-
-def stop_requested(world: int, stop: bool) -> bool:
-    """``stop`` (the loop's own reason), or a SIGUSR2 caught by any rank: every rank gets the same answer (one
-    all-reduce per step, only inside a submitit job). Called by the training loop after each step."""
-    if not _STOP["installed"]:
-        return stop
-    if world > 1:
-        import torch
-
-        flag = torch.tensor([float(stop or _STOP["asked"])])
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
-    return stop or _STOP["asked"]
 
 
 def rendezvous() -> dict[str, str]:
@@ -99,12 +64,8 @@ def rendezvous() -> dict[str, str]:
 
 
 class TrainJob:
-    """The submitted callable: (re)start the training (``train``: models.training.loop.train, passed in so this
-    module, which the loop imports, does not import the loop), resuming from ``latest/`` when an earlier attempt
-    saved it."""
-
-    def __init__(self, train: Callable[[TrainConfig, str | None], Path]) -> None:
-        self.train = train
+    """The submitted callable: (re)start the training, resuming from ``latest/`` when an earlier attempt saved it;
+    after a stop signal, requeue the job (it continues with the exact resume)."""
 
     def __call__(self, cfg: TrainConfig, run_dir: str, resume: bool) -> str:
         import submitit
@@ -112,8 +73,8 @@ class TrainJob:
         os.environ.update(rendezvous())
         install_stop_handler()
         started = resume or (Path(run_dir) / "latest" / "train_state.pth").is_file()
-        done = self.train(cfg, run_dir if started else None)
-        if not _STOP["asked"]:
+        done = train(cfg, run_dir if started else None)
+        if not stop_signalled():
             return str(done)
         env = submitit.JobEnvironment()
         if env.global_rank == 0:
@@ -124,9 +85,9 @@ class TrainJob:
         sys.exit(-1)  # no result: the job is not over (submitit writes none for SystemExit)
 
 
-def submit_training(opts: TrainCluster, cfg: TrainConfig, resume: str | None,
-                    train: Callable[[TrainConfig, str | None], Path]) -> int:
-    """Submit ``train`` (``resume``: a run folder to continue) as one job, wait, and print where it went."""
+def submit_training(opts: TrainCluster, cfg: TrainConfig, resume: str | None) -> int:
+    """Submit the training of ``cfg`` (``resume``: a run folder to continue) as one job, wait, and print where it
+    went."""
     run_dir = str(Path(resume) if resume else Path(cfg.runs_dir) / cfg.name)
     tasks = opts.gpus_per_node or opts.tasks_per_node
     res = cluster.Resources(f"train-{Path(run_dir).name}", opts.slurm.time_min or 1440, opts.gpus_per_node,
@@ -134,7 +95,7 @@ def submit_training(opts: TrainCluster, cfg: TrainConfig, resume: str | None,
     folder = Path(opts.slurm.cluster_dir) if opts.slurm.cluster_dir else Path(run_dir + "-submitit")
     if opts.gpus_per_node:
         cfg = replace(cfg, device="cuda")
-    job = cluster.submit(opts.executor, folder, opts.slurm, res, TrainJob(train), [cfg], [run_dir], [bool(resume)])[0]
+    job = cluster.submit(opts.executor, folder, opts.slurm, res, TrainJob(), [cfg], [run_dir], [bool(resume)])[0]
     print(f"submitted training job {job.job_id} ({opts.executor}, {opts.nodes} node(s) x {tasks} process(es)); "
           f"logs in {folder}")
     out = cluster.wait([job], "training", progress=False)[0]

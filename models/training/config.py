@@ -4,7 +4,6 @@ training run and its ``--preview`` share (one home, so the preview shows exactly
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ from models.nvs_sqa import MIN_FRAME_SIZE
 from models.runtime import DEVICES, locate
 from models.training.pairs import PairConfig, PairDataset, Scene, collate_pairs, epoch_order, scan_renders, worker_init
 from models.training.targets import RECIPES, TARGETS, fvvdp_available
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,6 +56,7 @@ class TrainConfig:
     runs_dir: str = opt(str(RUNS_DIR), "parent folder of run folders")
 
     def __post_init__(self) -> None:
+        # Each field is a flag of train.py (models.cli), so these checks name it as its flag, as cli.check does.
         if isinstance(self.pairs, dict):  # from a saved config.json
             self.pairs = cli.build(PairConfig, self.pairs)
         if not self.name:
@@ -91,24 +89,10 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-DEPRECATED_PRESETS = {"paper": "full"}  # old preset names still accepted, with a warning: name -> what it is now
-
-
-def resolve_preset(preset: str) -> str:
-    """``preset``, or its new name (with a warning) when it is a deprecated alias."""
-    if preset in DEPRECATED_PRESETS:
-        new = DEPRECATED_PRESETS[preset]
-        log.warning("--preset %s is deprecated: it is now --preset %s (sizes and epochs); the paper's behaviour is "
-                    "--recipe paper (the default, --recipe upstream, is the authors' code)", preset, new)
-        return new
-    return preset
-
-
 def make_config(preset: str = "full", **overrides: Any) -> TrainConfig:
     """A TrainConfig from a preset plus overrides (``pairs`` may be a partial dict), checked like the flags."""
-    preset = resolve_preset(preset)
     if preset not in PRESETS:
-        raise InputError(f"--preset {preset}: unknown; choose one of {', '.join(PRESETS)}")
+        raise InputError(f"`preset`={preset}: unknown; choose one of {', '.join(PRESETS)}")
     cfg = cli.build(TrainConfig, merge(PRESETS[preset], overrides))
     cli.check(cfg)
     return cfg
@@ -117,20 +101,20 @@ def make_config(preset: str = "full", **overrides: Any) -> TrainConfig:
 def training_scenes(cfg: TrainConfig) -> tuple[Path, list[Scene], int]:
     """(renders folder, its scenes, pairs per epoch) of ``cfg``, checked before any compute: the renders exist and
     are large enough, FovVideoVDP is installed when weighted, the crop range fits the encoder, an epoch holds a
-    batch. Raises InputError naming the flag to change."""
-    renders = locate(cfg.renders, ROOT, what="--renders",
+    batch. Raises InputError naming the parameter to change (in backticks: train.py shows them as its flags)."""
+    renders = locate(cfg.renders, ROOT, what="`renders`",
                      hint="lay out training renders as <folder>/<scene>__<method>/00000.png (preprocess.py)")
     scenes = scan_renders(renders, MIN_FRAME_SIZE)
     if cfg.weights[4] > 0 and not fvvdp_available():
         raise InputError("pyfvvdp: not installed but the FovVideoVDP weight is > 0; `pip install pyfvvdp==1.2.2` "
-                         "or pass --weights 1 0.5 0.2 0 0")
+                         "or pass `weights`=1 0.5 0.2 0 0")
     if cfg.pairs.crop_min < MIN_FRAME_SIZE or cfg.pairs.crop_max < cfg.pairs.crop_min:
-        raise InputError(f"--crop-min {cfg.pairs.crop_min} / --crop-max {cfg.pairs.crop_max}: need "
-                         f"{MIN_FRAME_SIZE} ≤ crop-min ≤ crop-max (smallest input the encoder accepts)")
+        raise InputError(f"`crop_min`={cfg.pairs.crop_min} / `crop_max`={cfg.pairs.crop_max}: need "
+                         f"{MIN_FRAME_SIZE} ≤ `crop_min` ≤ `crop_max` (smallest input the encoder accepts)")
     per_epoch = len(scenes) * cfg.scene_repeats
     if per_epoch // cfg.batch_size == 0:
         raise InputError(f"{cfg.renders}: {len(scenes)} scene(s) × {cfg.scene_repeats} repeats = {per_epoch} pairs "
-                         f"per epoch, fewer than --batch-size {cfg.batch_size}; raise --scene-repeats")
+                         f"per epoch, fewer than `batch_size`={cfg.batch_size}; raise `scene_repeats`")
     return renders, scenes, per_epoch
 
 

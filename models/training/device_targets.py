@@ -1,9 +1,10 @@
-"""The five targets of a training batch, batched on the training device (upstream computes them in its loss).
+"""The five targets of a batch of pairs, batched on the training device (upstream computes them in its loss).
 
-DataLoader workers only read, crop, flip, mix and degrade (uint8 sequences); the loop moves a batch to the
-device and calls :func:`batch_targets`. Pairs of one shape (every batch under ``--recipe upstream``, whose crop
-and length are per batch) are stacked and scored in one call per target; other shapes form their own groups.
-The computation is :func:`models.training.targets.pair_targets`'s, batched: on CPU the two agree to ≤1e-6
+The one route by which a run scores its pairs: the training steps, the validation pairs (scored once, each its
+own shape) and ``--preview`` all call :func:`batch_targets`. DataLoader workers only read, crop, flip, mix and
+degrade (uint8 sequences). Pairs of one shape (every batch under ``--recipe upstream``, whose crop and length are
+per batch) are stacked and scored in one call per target; other shapes form their own groups. The definition is
+:func:`models.training.targets.pair_targets` (one pair at a time): on CPU the two agree to ≤1e-6
 (tests/training/test_device_targets.py). FovVideoVDP runs per pair (pyfvvdp scores one sequence at a time).
 """
 

@@ -7,6 +7,11 @@ Total loss = Σ w_k · loss_k over the five heads; Adam (amsgrad) lr 1e-3; AMP o
 CPU, with or without an interruption and ``--resume`` (see models.training.pairs for the data side).
 Checkpoints: ``latest/`` every epoch (upstream's "realtime" one) and ``epoch_NNNN/`` kept by
 :func:`kept_epoch` (every ``--save-every``, the last, and under ``--recipe upstream`` also epochs 1–4).
+
+A run is a :class:`Trainer`, its state explicit, driven by :func:`train`: set up (checks, device, model,
+optimizer), :meth:`~Trainer.restore` (``--resume``) or start, :meth:`~Trainer.prepare` the data, then
+:meth:`~Trainer.train_step` per step and, at each epoch end or stop, :meth:`~Trainer.end_of_epoch` (validation,
+plot, kept checkpoint) and :meth:`~Trainer.save` (``latest/``).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from consts import CHECKPOINTS_DIR, RUNS_DIR
 from models.errors import InputError
 from models.nvs_sqa import ModelConfig
-from models.results import check_creatable
+from models.nvs_sqa.checkpoint import load_checkpoint
+from models.results import check_creatable, stamp, write_json
 from models.runtime import locate, resolve_device
-from models.training.cluster import stop_requested
 from models.training.config import TrainConfig, epoch_batches, step_loader, training_scenes
 from models.training.contrastive import ContrastiveModel, head_losses, validate
 from models.training.device_targets import batch_targets
@@ -40,6 +46,7 @@ from models.training.run_folder import (
     validation_correlations,
     write_encoder,
 )
+from models.training.stop import stop_requested
 from models.training.targets import TARGETS, Recipe, get_recipe
 
 log = logging.getLogger(__name__)
@@ -73,19 +80,23 @@ class Dist:
 
     @classmethod
     def from_env(cls) -> Dist:
+        """From the launcher's environment (RANK, WORLD_SIZE, LOCAL_RANK); rank 0 of 1 without one."""
         return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                    int(os.environ.get("LOCAL_RANK", 0)), "WORLD_SIZE" in os.environ)
 
     @property
     def main(self) -> bool:
+        """Rank 0: the process that writes the run folder."""
         return self.rank == 0
 
     def barrier(self) -> None:
+        """Wait for every process (a no-op for one)."""
         if self.world > 1:
             torch.distributed.barrier()
 
 
-def _setup(cfg: TrainConfig, dist: Dist) -> torch.device:
+def setup_device(cfg: TrainConfig, dist: Dist) -> torch.device:
+    """The device of this process (its own GPU under a launcher), the process group when launched, the threads."""
     device = resolve_device(cfg.device)
     if device.type == "cuda" and dist.launched:
         device = torch.device("cuda", dist.local_rank)
@@ -97,147 +108,194 @@ def _setup(cfg: TrainConfig, dist: Dist) -> torch.device:
     return device
 
 
-# --------------------------------------------------------------------------------------------- loop
-def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
-    """Run (or continue) training; returns the run folder. Bad input raises InputError before any compute."""
-    dist = Dist.from_env()
-    device = _setup(cfg, dist)
-    _, scenes, per_epoch = training_scenes(cfg)
-    init = None if cfg.init in ("scratch", "released") or resume else locate(cfg.init, CHECKPOINTS_DIR, RUNS_DIR,
-                                                                              what="--init")
-    if cfg.batch_size % dist.world or cfg.batch_size // dist.world < 2:
-        raise InputError(f"--batch-size {cfg.batch_size}: must be a multiple of the {dist.world} process(es), "
-                         "with ≥2 pairs per process (BatchNorm in the projector heads)")
-    steps_per_epoch = per_epoch // cfg.batch_size
-    run_dir = Path(resume) if resume else Path(cfg.runs_dir) / cfg.name
-    if dist.main:
-        # fail before any compute when results cannot go there (creates nothing)
-        check_creatable(run_dir, "--runs-dir or --name")
-    recipe = get_recipe(cfg.recipe)
-    amp = cfg.amp and device.type == "cuda" and recipe.amp
+# --------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """One training run: its settings, processes, device, model, optimizer, data, metrics and step counter, and
+    the steps that move it on. Only the main process (rank 0) writes files."""
 
-    torch.manual_seed(cfg.seed)
-    model_config = ModelConfig()
-    model = ContrastiveModel(model_config, cfg.grad_checkpoint, recipe.encoder_batching)
-    if cfg.init != "scratch" and not resume:
-        from models.nvs_sqa.checkpoint import load_checkpoint
+    def __init__(self, cfg: TrainConfig, resume: str | Path | None = None) -> None:
+        """Check the inputs and build the model and optimizer; bad input raises InputError before any compute."""
+        self.cfg, self.resume, self.dist = cfg, resume, Dist.from_env()
+        self.device = setup_device(cfg, self.dist)
+        _, self.scenes, self.per_epoch = training_scenes(cfg)
+        init = None if cfg.init in ("scratch", "released") or resume else locate(cfg.init, CHECKPOINTS_DIR, RUNS_DIR,
+                                                                              what="`init`")
+        if cfg.batch_size % self.dist.world or cfg.batch_size // self.dist.world < 2:
+            raise InputError(f"`batch_size`={cfg.batch_size}: must be a multiple of the {self.dist.world} "
+                             "process(es), with ≥2 pairs per process (BatchNorm in the projector heads)")
+        self.steps_per_epoch = self.per_epoch // cfg.batch_size
+        self.run_dir = Path(resume) if resume else Path(cfg.runs_dir) / cfg.name
+        if self.dist.main:  # fail before any compute when results cannot go there (creates nothing)
+            check_creatable(self.run_dir, "`runs_dir` or `name`")
+        self.recipe = get_recipe(cfg.recipe)
+        self.amp = cfg.amp and self.device.type == "cuda" and self.recipe.amp
+        self.needed = tuple(w > 0 for w in cfg.weights)  # a zero loss weight: that target is not computed
+        self.model_config = ModelConfig()
+        self.model = self._build_model(init)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, amsgrad=True)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.start_epoch, self.step = 0, 0
 
-        ckpt = load_checkpoint(init)
-        model.encoder.load_state_dict(ckpt.model.state_dict())
-        log.info("initialised the encoder from %s", ckpt.info["path"])
-    model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    start_epoch, step = 0, 0
-    if resume:
-        enc, state = load_latest(run_dir)
-        model.encoder.load_state_dict(enc)
-        model.projector.load_state_dict(state["projector"])
-        opt.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, step = state["epoch"], state["step"]
-        log.info("resuming %s at epoch %d, step %d", run_dir, start_epoch, step)
-    elif dist.main:
-        if (run_dir / "latest").exists():
-            raise InputError(f"{run_dir}: already holds a run; use --resume {run_dir} or another --name")
-        from models.results import stamp, write_json
+    def _build_model(self, init: Path | None) -> ContrastiveModel:
+        """The seeded model on the device; its encoder from ``--init`` (released, or a checkpoint folder)."""
+        torch.manual_seed(self.cfg.seed)
+        model = ContrastiveModel(self.model_config, self.cfg.grad_checkpoint, self.recipe.encoder_batching)
+        if self.cfg.init != "scratch" and not self.resume:
+            ckpt = load_checkpoint(init)
+            model.encoder.load_state_dict(ckpt.model.state_dict())
+            log.info("initialised the encoder from %s", ckpt.info["path"])
+        return model.to(self.device)
 
-        write_json(run_dir / "config.json", stamp(config=cfg.to_dict(), model=model_config.to_dict()))
-    # One loader for all remaining epochs: workers keep preparing pairs across epoch ends (validation, saving).
-    share = cfg.batch_size // dist.world
-    todo = [b[dist.rank * share:(dist.rank + 1) * share]
-            for e in range(start_epoch, cfg.epochs) for b in epoch_batches(cfg, per_epoch, e)]
-    todo = todo[step - start_epoch * steps_per_epoch:]
-    if not todo:
-        log.info("%s: already trained for %d epochs; raise --epochs to continue", run_dir, cfg.epochs)
-        return run_dir
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if dist.launched else model
-    needed = tuple(w > 0 for w in cfg.weights)
-    ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed, recipe=recipe, batch_size=cfg.batch_size,
-                     worker_targets=False)  # workers build the pairs only: batch_targets scores them
-    val: list[dict] = []
-    if dist.main and cfg.val_pairs:
-        # ST-RRED is cheap, so it is validated even at weight 0; FovVideoVDP only when it is trained.
-        vds = PairDataset(scenes, cfg.pairs, cfg.seed, cfg.val_pairs, (True,) * 4 + (needed[4],), VAL_STREAM,
-                          recipe=recipe)  # each validation pair is its own batch (scored one by one)
-        val = [x for b in step_loader(vds, [[i] for i in range(cfg.val_pairs)], cfg.workers, cfg.seed) for x in b]
-    metrics = MetricsLog(run_dir / "metrics.jsonl", step if resume else None)
-    weights = torch.tensor(cfg.weights, device=device)
+    def restore(self) -> None:
+        """Continue the resumed run where its ``latest/`` stopped (weights, projector heads, optimizer, scaler, RNG,
+        epoch, step); or start a new run folder with its config.json (refused when it already holds a run)."""
+        if self.resume:
+            enc, state = load_latest(self.run_dir)
+            self.model.encoder.load_state_dict(enc)
+            self.model.projector.load_state_dict(state["projector"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            self.start_epoch, self.step = state["epoch"], state["step"]
+            log.info("resuming %s at epoch %d, step %d", self.run_dir, self.start_epoch, self.step)
+        elif self.dist.main:
+            if (self.run_dir / "latest").exists():
+                raise InputError(f"{self.run_dir}: already holds a run; use `resume`={self.run_dir} or another `name`")
+            write_json(self.run_dir / "config.json",
+                       stamp(config=self.cfg.to_dict(), model=self.model_config.to_dict()))
 
-    def save(epoch_to_continue: int) -> None:
-        if dist.main:
-            save_latest(run_dir, model_config.to_dict(), model.encoder.state_dict(), {
-                "projector": model.projector.state_dict(), "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng_state(), "epoch": epoch_to_continue, "step": step,
-                "config": cfg.to_dict()})  # fmt: skip
-            metrics.flush()
-        dist.barrier()
+    def remaining_batches(self) -> list[list[int]]:
+        """This process's share of the pair ids of every step still to train, in training order."""
+        share, rank = self.cfg.batch_size // self.dist.world, self.dist.rank
+        todo = [b[rank * share:(rank + 1) * share] for e in range(self.start_epoch, self.cfg.epochs)
+                for b in epoch_batches(self.cfg, self.per_epoch, e)]  # fmt: skip
+        return todo[self.step - self.start_epoch * self.steps_per_epoch:]
 
-    def end_of_epoch(done: int) -> None:
-        """Validation, plot and the kept checkpoint after ``done`` epochs (main process)."""
-        losses = [r["loss"] for r in metrics.rows if r["kind"] == "step" and r["epoch"] == done - 1]
-        row = {"kind": "val", "step": step, "epoch": done, "train_loss": float(np.mean(losses))}
-        if val:
-            cos, tg = validate(model, val, device)
-            row["corr"] = validation_correlations(cos, tg, TARGETS)
-            shown = {k: v["pearson"] and round(v["pearson"], 3) for k, v in row["corr"].items()}
-            log.info("epoch %d: train loss %.4f, validation Pearson %s", done, row["train_loss"], shown)
-        metrics.add(row)
-        if val:
-            plot_validation(metrics.rows, run_dir / "val_correlation.png", TARGETS)
-        if kept_epoch(done, cfg, recipe):
-            write_encoder(run_dir / f"epoch_{done:04d}", model_config.to_dict(), model.encoder.state_dict())
+    def prepare(self) -> None:
+        """The DDP wrapper, the training pairs, the validation pairs and their targets, and the metrics log."""
+        self.ddp = torch.nn.parallel.DistributedDataParallel(self.model) if self.dist.launched else self.model
+        # the batch size: upstream's crop is one per batch
+        self.data = PairDataset(self.scenes, self.cfg.pairs, self.cfg.seed, self.per_epoch, recipe=self.recipe,
+                                batch_size=self.cfg.batch_size)
+        self.val, self.val_targets = self._validation_pairs()
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.step if self.resume else None)
+        self.weights = torch.tensor(self.cfg.weights, device=self.device)
 
-    bar = None
-    if dist.main:
-        from tqdm import tqdm
+    def _validation_pairs(self) -> tuple[list[dict], np.ndarray]:
+        """The held-out pairs of the main process (their own random stream; each pair its own batch, so its own
+        crop) and their targets (N, 5), scored once, as the training batches are, on the training device."""
+        if not (self.dist.main and self.cfg.val_pairs):
+            return [], np.zeros((0, len(TARGETS)), np.float32)
+        n = self.cfg.val_pairs
+        vds = PairDataset(self.scenes, self.cfg.pairs, self.cfg.seed, n, VAL_STREAM, recipe=self.recipe)
+        val = [x for b in step_loader(vds, [[i] for i in range(n)], self.cfg.workers, self.cfg.seed) for x in b]
+        needed = (True,) * 4 + (self.needed[4],)  # ST-RRED is cheap, so validated even at weight 0; FovVideoVDP not
+        return val, batch_targets(val, self.recipe, needed, self.device).cpu().numpy()
 
-        bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, desc=run_dir.name, unit="step")
-    t_wait = time.perf_counter()
-    for batch in step_loader(ds, todo, cfg.workers, cfg.seed):
-        epoch = step // steps_per_epoch
+    def train_step(self, batch: list[dict], t_wait: float) -> dict:
+        """One optimisation step on this process's pairs (``t_wait``: when the loop began waiting for them); adds
+        and returns its metrics row (head losses averaged over the processes)."""
+        device, epoch = self.device, self.step // self.steps_per_epoch
         t0 = _clock(device)
         data_s, seqs = t0 - t_wait, [(b["seq1"].to(device), b["seq2"].to(device)) for b in batch]
-        targets = batch_targets(batch, recipe, needed, device, seqs).T  # (K, B), as upstream
+        targets = batch_targets(batch, self.recipe, self.needed, device, seqs).T  # (K, B), as upstream
         tt = _clock(device)
-        with torch.autocast(device.type, enabled=amp):
-            p1, p2 = ddp(seqs)
+        with torch.autocast(device.type, enabled=self.amp):
+            p1, p2 = self.ddp(seqs)
         per_head = head_losses(p1, p2, targets)
-        loss = (per_head * weights).sum()
+        loss = (per_head * self.weights).sum()
         t1 = _clock(device)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         t2 = _clock(device)
-        step += 1
+        self.step += 1
         per_head = per_head.detach()
-        if dist.launched:  # log the mean over processes
+        if self.dist.launched:  # log the mean over processes
             torch.distributed.all_reduce(per_head, op=torch.distributed.ReduceOp.AVG)
-        row = {"kind": "step", "step": step, "epoch": epoch, "loss": float((per_head * weights).sum()),
-               "head_loss": {n: (float(per_head[k]) if needed[k] else None) for k, n in enumerate(TARGETS)},
-               "pairs": len(batch) * dist.world, "data_s": data_s, "targets_s": tt - t0, "forward_s": t1 - tt,
+        row = {"kind": "step", "step": self.step, "epoch": epoch, "loss": float((per_head * self.weights).sum()),
+               "head_loss": {n: (float(per_head[k]) if self.needed[k] else None) for k, n in enumerate(TARGETS)},
+               "pairs": len(batch) * self.dist.world, "data_s": data_s, "targets_s": tt - t0, "forward_s": t1 - tt,
                "backward_s": t2 - t1,
-               "worker_s": {k: sum(b["timings"][k] for b in batch) for k in ("load", "load_cpu")}}
-        metrics.add(row)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", data=f"{data_s:.2f}s")
-        at_end = step % steps_per_epoch == 0
-        if at_end and dist.main:
-            end_of_epoch(epoch + 1)
-        asked = bool(cfg.stop_after_steps) and step == cfg.stop_after_steps
-        stop = stop_requested(dist.world, asked)  # or a SLURM timeout/preemption signal: save here, then requeue
+               "worker_s": {k: sum(b["timings"][k] for b in batch) for k in ("load", "load_cpu")}}  # fmt: skip
+        self.metrics.add(row)
+        return row
+
+    def after_step(self) -> bool:
+        """At an epoch end: validation and checkpoints; on a stop (``stop_after_steps``, or the scheduler's signal:
+        then the job requeues itself) ``latest/`` is saved here. Returns whether to stop."""
+        epoch = (self.step - 1) // self.steps_per_epoch
+        at_end = self.step % self.steps_per_epoch == 0
+        if at_end and self.dist.main:
+            self.end_of_epoch(epoch + 1)
+        asked = bool(self.cfg.stop_after_steps) and self.step == self.cfg.stop_after_steps
+        stop = stop_requested(self.dist.world, asked)
         if at_end or stop:
-            save(epoch + 1 if at_end else epoch)
+            self.save(epoch + 1 if at_end else epoch)
         if stop:
             why = "as asked (--stop-after-steps)" if asked else "on the scheduler's signal (timeout or preemption)"
-            log.info("stopped at step %d %s; continue with --resume %s", step, why, run_dir)
-            break
+            log.info("stopped at step %d %s; continue with --resume %s", self.step, why, self.run_dir)
+        return stop
+
+    def end_of_epoch(self, done: int) -> None:
+        """Validation, plot and the kept checkpoint after ``done`` epochs (main process)."""
+        losses = [r["loss"] for r in self.metrics.rows if r["kind"] == "step" and r["epoch"] == done - 1]
+        row = {"kind": "val", "step": self.step, "epoch": done, "train_loss": float(np.mean(losses))}
+        if self.val:
+            cos = validate(self.model, self.val, self.device)
+            row["corr"] = validation_correlations(cos, self.val_targets, TARGETS)
+            shown = {k: v["pearson"] and round(v["pearson"], 3) for k, v in row["corr"].items()}
+            log.info("epoch %d: train loss %.4f, validation Pearson %s", done, row["train_loss"], shown)
+        self.metrics.add(row)
+        if self.val:
+            plot_validation(self.metrics.rows, self.run_dir / "val_correlation.png", TARGETS)
+        if kept_epoch(done, self.cfg, self.recipe):
+            write_encoder(self.run_dir / f"epoch_{done:04d}", self.model_config.to_dict(),
+                          self.model.encoder.state_dict())
+
+    def save(self, epoch_to_continue: int) -> None:
+        """``latest/`` (encoder + everything a resume needs) and metrics.jsonl, by the main process; all wait."""
+        if self.dist.main:
+            save_latest(self.run_dir, self.model_config.to_dict(), self.model.encoder.state_dict(), {
+                "projector": self.model.projector.state_dict(), "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict(), "rng": rng_state(), "epoch": epoch_to_continue,
+                "step": self.step, "config": self.cfg.to_dict()})  # fmt: skip
+            self.metrics.flush()
+        self.dist.barrier()
+
+    def run(self, todo: list[list[int]]) -> None:
+        """Train the steps of ``todo``: one DataLoader for all of them, so workers keep preparing pairs across
+        epoch ends (validation, saving); a progress bar on the main process."""
+        bar = tqdm(total=self.cfg.epochs * self.steps_per_epoch, initial=self.step, desc=self.run_dir.name,
+                   unit="step") if self.dist.main else None  # fmt: skip
         t_wait = time.perf_counter()
-    if bar is not None:
-        bar.close()
-    if dist.launched and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-    return run_dir
+        for batch in step_loader(self.data, todo, self.cfg.workers, self.cfg.seed):
+            row = self.train_step(batch, t_wait)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", data=f"{row['data_s']:.2f}s")
+            if self.after_step():
+                break
+            t_wait = time.perf_counter()
+        if bar is not None:
+            bar.close()
+
+    def close(self) -> None:
+        """Leave the process group (when this run joined one)."""
+        if self.dist.launched and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
+    """Run (or continue) training; returns the run folder. Bad input raises InputError before any compute."""
+    trainer = Trainer(cfg, resume)
+    trainer.restore()
+    todo = trainer.remaining_batches()
+    if not todo:
+        log.info("%s: already trained for %d epochs; raise --epochs to continue", trainer.run_dir, cfg.epochs)
+        return trainer.run_dir
+    trainer.prepare()
+    trainer.run(todo)
+    trainer.close()
+    return trainer.run_dir

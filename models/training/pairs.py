@@ -1,4 +1,4 @@
-"""Training pairs for self-supervised NVS-SQA: validate ``renders/``, sample pairs, degrade them, compute targets.
+"""Training pairs for self-supervised NVS-SQA: validate ``renders/``, sample pairs, build and degrade them.
 
 ``renders/{scene}__{method}/00000.png…``: every method of a scene renders the same camera path, so frame i of
 two methods shows the same view. A pair (spec: ../shared/specs/nvs-sqa.md, Self-supervised training):
@@ -41,14 +41,11 @@ from models.frames import is_image, natural_key, open_frame_folder, read_image
 from models.training.targets import (  # noqa: F401  (re-exported: the recipes and noises, as pairs.X)
     NOISES,
     RECIPES,
-    TARGETS,
-    FovVideoVDP,
     Recipe,
     apply_noise,
     get_recipe,
     noise_frame_upstream,
     noise_values_upstream,
-    pair_targets,
 )
 
 log = logging.getLogger(__name__)
@@ -183,7 +180,7 @@ def sample_pair(scene: Scene, cfg: PairConfig, rng: np.random.Generator) -> Pair
     hi_w, hi_h = min(cfg.crop_max, scene.width - cfg.crop_margin), min(cfg.crop_max, scene.height - cfg.crop_margin)
     if min(hi_w, hi_h) < cfg.crop_min:
         raise InputError(f"scene {scene.name}: frames are {scene.width}x{scene.height}, too small for crops of "
-                         f"≥{cfg.crop_min} px plus a {cfg.crop_margin} px margin; lower --crop-min/--crop-margin")
+                         f"≥{cfg.crop_min} px plus a {cfg.crop_margin} px margin; lower `crop_min`/`crop_margin`")
     w, h = int(rng.integers(cfg.crop_min, hi_w + 1)), int(rng.integers(cfg.crop_min, hi_h + 1))
     x, y = int(rng.integers(0, scene.width - w + 1)), int(rng.integers(0, scene.height - h + 1))
     hflip, vflip = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
@@ -214,7 +211,7 @@ def batch_shape(scenes: list[Scene], cfg: PairConfig, recipe: Recipe, rng: np.ra
     w, h = min(w, min(s.width for s in scenes) - mx), min(h, min(s.height for s in scenes) - my)
     if min(w, h) < cfg.crop_min:
         raise InputError(f"scene {small.name}: frames are {small.width}x{small.height}, too small for crops of "
-                         f"≥{cfg.crop_min} px plus a {mx}x{my} px margin; lower --crop-min")
+                         f"≥{cfg.crop_min} px plus a {mx}x{my} px margin; lower `crop_min`")
     length = min(min(s.n_frames for s in scenes), max(cfg.min_segment, cfg.segment_pixels // (w * h)))
     return w, h, length
 
@@ -295,12 +292,9 @@ def build_pair(scene: Scene, spec: PairSpec, cfg: PairConfig) -> tuple[torch.Ten
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """Pair ``g`` = (epoch, index) with ``g = epoch · per_epoch + index``; returns the sequences and targets.
-
-    ``worker_targets=False`` (the training loop): items carry ``targets=None`` and the loop computes them batched
-    on its device (:func:`~models.training.device_targets.batch_targets`); True: computed here, in the
-    DataLoader's worker processes (validation, preview). ``needed`` says which of the five to compute (a zero
-    loss weight skips its target; NaN is returned instead).
+    """Pair ``g`` = (epoch, index) with ``g = epoch · per_epoch + index``; returns the two sequences, the pair's
+    :class:`PairSpec` and the worker's timings. The targets are not computed here: the training loop (and the
+    preview) score a batch on the training device with :func:`~models.training.device_targets.batch_targets`.
 
     ``recipe`` (a name of RECIPES or a Recipe) picks the behaviour. Under a per-batch crop (upstream) the
     batches are consecutive runs of ``batch_size`` pairs of :func:`epoch_order` (what the training loop feeds);
@@ -308,14 +302,10 @@ class PairDataset(torch.utils.data.Dataset):
     is still built on its own, in any worker. ``batch_size=1``: every pair is its own batch (validation).
     """
 
-    def __init__(self, scenes: list[Scene], cfg: PairConfig, seed: int, per_epoch: int,
-                 needed: tuple[bool, ...] = (True,) * len(TARGETS), stream: int = TRAIN_STREAM,
-                 recipe: str | Recipe = "upstream", batch_size: int = 1, worker_targets: bool = True) -> None:
-        self.scenes, self.cfg, self.seed, self.per_epoch = scenes, cfg, seed, per_epoch
-        self.worker_targets = worker_targets
-        self.needed, self.stream = tuple(needed), stream
+    def __init__(self, scenes: list[Scene], cfg: PairConfig, seed: int, per_epoch: int, stream: int = TRAIN_STREAM,
+                 recipe: str | Recipe = "upstream", batch_size: int = 1) -> None:
+        self.scenes, self.cfg, self.seed, self.per_epoch, self.stream = scenes, cfg, seed, per_epoch, stream
         self.recipe, self.batch_size = get_recipe(recipe), max(1, batch_size)
-        self._fvvdp: FovVideoVDP | None = None  # built lazily, once per worker process
         self._orders: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -354,12 +344,7 @@ class PairDataset(torch.utils.data.Dataset):
         scene = next(s for s in self.scenes if s.name == spec.scene)
         s1, s2 = build_pair(scene, spec, self.cfg)
         timings = {"load": time.perf_counter() - t0, "load_cpu": time.thread_time() - c0}
-        if not self.worker_targets:  # the training loop computes them on its device (device_targets.py)
-            return {"seq1": s1, "seq2": s2, "targets": None, "spec": spec, "timings": timings}
-        if self.needed[4] and self._fvvdp is None:
-            self._fvvdp = FovVideoVDP()
-        targets = pair_targets(s1, s2, spec.ratio, self.needed, self._fvvdp, timings, self.recipe)
-        return {"seq1": s1, "seq2": s2, "targets": torch.from_numpy(targets), "spec": spec, "timings": timings}
+        return {"seq1": s1, "seq2": s2, "spec": spec, "timings": timings}
 
 
 def collate_pairs(items: list[dict]) -> list[dict]:

@@ -2,8 +2,9 @@
 
 No model, no optimisation, no run folder. The pairs come from the same objects as in
 :func:`models.training.loop.train`: the same renders check, ``PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch,
-needed)``, the same step order (:func:`models.training.config.epoch_batches`, epoch after epoch) and the same
-DataLoader (:func:`models.training.config.step_loader`). Batch k is optimisation step k+1
+recipe=cfg.recipe, batch_size=cfg.batch_size)``, the same step order (:func:`models.training.config.epoch_batches`,
+epoch after epoch), the same DataLoader (:func:`models.training.config.step_loader`) and the same targets
+(:func:`models.training.device_targets.batch_targets` on the training device). Batch k is optimisation step k+1
 of a new run with the same flags (the global batch: under DDP, all processes' shares together).
 
 ``DIR/batch_NNN.npz`` (``models.results.read_npz`` or ``np.load``, no pickle):
@@ -15,7 +16,7 @@ of a new run with the same flags (the global batch: under DDP, all processes' sh
   float32 (NaN where the head's weight is 0: the loop skips that target), ``target_names`` (5,);
 - ``scenes`` (B,), ``methods`` (B, 2) strings; ``pair_ids`` (B,) global pair ids; ``step``, ``epoch``.
 
-Fields a dataset item does not carry are written as NaN (floats) or -1 / "" (integers / strings) and named in a
+Fields a dataset item's spec does not carry are written as NaN (floats) or -1 / "" (integers / strings) and named in a
 warning, so the files keep one layout. ``DIR/batch_NNN.png`` is a contact sheet: a row per pair with a few
 frames of seq1 and of seq2 (replaced frames marked) and its scene, methods, ratio, noise keys and targets.
 """
@@ -31,7 +32,9 @@ import numpy as np
 import torch
 
 from models.results import atomic_write_bytes, check_writable, write_npz
+from models.runtime import resolve_device
 from models.training.config import TrainConfig, epoch_batches, step_loader, training_scenes
+from models.training.device_targets import batch_targets
 from models.training.pairs import NOISES, PairDataset
 from models.training.targets import TARGETS
 
@@ -40,12 +43,10 @@ SHOWN_FRAMES = 4  # frames per sequence on the contact sheet
 
 
 def training_data(cfg: TrainConfig) -> tuple[PairDataset, int]:
-    """The training dataset and its pairs per epoch, built and checked as ``loop.train`` builds them (targets
-    computed in the dataset: equal to the loop's batched ones, tests/training/test_device_targets.py)."""
+    """The training dataset and its pairs per epoch, built and checked as ``loop.train`` builds them."""
     _, scenes, per_epoch = training_scenes(cfg)
-    needed = tuple(w > 0 for w in cfg.weights)
     # the batch size: upstream's per-batch crop (as loop.train passes it)
-    ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, needed, recipe=cfg.recipe, batch_size=cfg.batch_size)
+    ds = PairDataset(scenes, cfg.pairs, cfg.seed, per_epoch, recipe=cfg.recipe, batch_size=cfg.batch_size)
     return ds, per_epoch
 
 
@@ -59,10 +60,10 @@ def first_steps(cfg: TrainConfig, per_epoch: int, k: int) -> list[tuple[int, lis
     return out[:k]
 
 
-def batch_arrays(batch: list[dict], pair_ids: list[int], step: int, epoch: int,
+def batch_arrays(batch: list[dict], targets: np.ndarray, pair_ids: list[int], step: int, epoch: int,
                  missing: set[str] | None = None) -> dict[str, np.ndarray]:
-    """One collated batch (a list of dataset items) -> the arrays of ``batch_NNN.npz``; names of the fields the
-    items lack are added to ``missing``."""
+    """One collated batch (a list of dataset items) and its targets (B, 5) -> the arrays of ``batch_NNN.npz``;
+    names of the fields the items lack are added to ``missing``."""
     missing = set() if missing is None else missing
 
     def field(name: str, attr: str, default: Any) -> Any:
@@ -89,13 +90,12 @@ def batch_arrays(batch: list[dict], pair_ids: list[int], step: int, epoch: int,
         noise[i] = field("noise_keys", "noise", (-1, -1))
         scenes[i] = field("scenes", "scene", "")
         methods[i] = (field("methods", "m1", ""), field("methods", "m2", ""))
-    targets = torch.stack([x["targets"] for x in batch]).numpy().astype(np.float32)
     return {
         "seq1": seq1, "seq2": seq2, "lengths": np.array([s[0] for s in shapes]),
         "sizes": np.array([(s[2], s[3]) for s in shapes]), "replaced": replaced, "replace_ratio": ratio,
-        "noise_keys": noise, "targets": targets, "target_names": np.array(TARGETS), "scenes": scenes.astype(str),
-        "methods": methods.astype(str), "pair_ids": np.array(pair_ids), "step": np.array(step),
-        "epoch": np.array(epoch),
+        "noise_keys": noise, "targets": targets.astype(np.float32), "target_names": np.array(TARGETS),
+        "scenes": scenes.astype(str), "methods": methods.astype(str), "pair_ids": np.array(pair_ids),
+        "step": np.array(step), "epoch": np.array(epoch),
     }  # fmt: skip
 
 
@@ -165,15 +165,17 @@ def preview(cfg: TrainConfig, out: str | Path, batches: int = 2) -> list[Path]:
     out = Path(out)
     ds, per_epoch = training_data(cfg)
     steps = first_steps(cfg, per_epoch, batches)
-    check_writable(out, "--preview")
+    check_writable(out, "`out`")
     if len(steps) < batches:
         log.warning("the run has only %d steps: writing %d batches, not %d", len(steps), len(steps), batches)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device, needed = resolve_device(cfg.device), tuple(w > 0 for w in cfg.weights)
     loader = step_loader(ds, [ids for _, ids in steps], cfg.workers, cfg.seed)  # as loop.train's
     written, missing = [], set()
     for k, ((epoch, ids), batch) in enumerate(zip(steps, loader, strict=True)):
-        arrays = batch_arrays(batch, ids, k + 1, epoch, missing)
+        targets = batch_targets(batch, cfg.recipe, needed, device).cpu().numpy()  # what the loss receives
+        arrays = batch_arrays(batch, targets, ids, k + 1, epoch, missing)
         path = out / f"batch_{k:03d}.npz"
         write_npz(path, arrays)
         title = (f"{path.name}: optimisation step {k + 1} (epoch {epoch}) of preset {cfg.preset}, "

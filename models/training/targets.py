@@ -5,6 +5,10 @@ code (``--recipe upstream``) and the paper's description (``--recipe paper``); :
 :func:`noise_frame_upstream` (upstream) are the noise keys 0–11 (NOISES). pairs.py builds the pairs with them
 (and re-exports these names); the loop reads the encoder batching and AMP from the recipe.
 
+The five targets are defined here, one pair at a time (:func:`pair_targets`, the reference definition); the
+training loop, its validation and ``--preview`` compute them batched on the training device with
+:func:`models.training.device_targets.batch_targets`, which is tested against :func:`pair_targets`.
+
 Full-reference quality targets, each mapped to [−1, 1] (1 = same quality).
 
 Five targets per training pair (sequence 1 = reference, sequence 2 = test), in head order (TARGETS):
@@ -32,6 +36,7 @@ optional at run time: without ``pyfvvdp`` importable, asking for it raises a one
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,7 +72,7 @@ class Recipe:
     """Every way the authors' training code differs from the paper's description: one field per difference.
 
     ``RECIPES["upstream"]`` is what the authors' code does (spec, "What the upstream training code actually
-    does", items 1–6); ``RECIPES["paper"]`` what the paper describes (this project's behaviour before).
+    does", items 1–6); ``RECIPES["paper"]`` what the paper describes.
     """
 
     name: str
@@ -107,13 +112,12 @@ RECIPES: dict[str, Recipe] = {
 
 
 def get_recipe(recipe: str | Recipe) -> Recipe:
+    """The recipe named ``recipe`` (a :class:`Recipe` is returned as it is)."""
     if isinstance(recipe, Recipe):
         return recipe
     if recipe not in RECIPES:
-        raise InputError(f"--recipe {recipe}: unknown; choose one of {', '.join(RECIPES)}")
+        raise InputError(f"`recipe`={recipe}: unknown; choose one of {', '.join(RECIPES)}")
     return RECIPES[recipe]
-
-
 
 
 # --------------------------------------------------------------------------------------------- noise
@@ -241,7 +245,7 @@ class FovVideoVDP:
         except ImportError:
             raise InputError(
                 "pyfvvdp: not installed, so the FovVideoVDP target (head 4) is unavailable; "
-                "`pip install pyfvvdp==1.2.2` (see requirements.txt) or set its loss weight to 0 (--weights)"
+                "`pip install pyfvvdp==1.2.2` (see requirements.txt) or set its loss weight to 0 (`weights`)"
             ) from None
         logging.getLogger("pyfvvdp").setLevel(logging.WARNING)
         self.metric = pyfvvdp.fvvdp(display_name=FVVDP_DISPLAY, heatmap=None, quiet=True, device=torch.device(device))
@@ -269,13 +273,14 @@ def pair_targets(
 ) -> np.ndarray:  # fmt: skip
     """The five targets in [−1, 1] of one pair: (T, 3, H, W) uint8 sequences; NaN where ``needed`` is False.
 
-    ``timings`` (optional) receives the CPU seconds of this thread spent per target, for the benchmark (CPU time:
-    a loaded machine does not inflate it; with one torch thread it is the whole cost). ``recipe`` (a
-    :class:`Recipe`; None = the paper's) picks the target details that differ.
+    The reference definition, one pair at a time: training, validation and the preview use
+    :func:`models.training.device_targets.batch_targets` (batched, on the training device), which
+    tests/training/test_device_targets.py holds to this function, and test_upstream_diff.py holds this one to the
+    authors' code. ``timings`` (optional) receives the CPU seconds of this thread spent per target, for the
+    per-target costs of ``make bench-train`` (CPU time: a loaded machine does not inflate it; with one torch thread
+    it is the whole cost). ``recipe`` (a :class:`Recipe`; None = the paper's) picks the target details that differ.
     """
     recipe = recipe or RECIPES["paper"]
-    import time
-
     out = np.full(len(TARGETS), np.nan, dtype=np.float32)
     a, b = seq1.float() / 255, seq2.float() / 255
 

@@ -16,7 +16,8 @@ from models import results as res
 from models.cluster import SlurmOptions
 from models.errors import InputError
 from models.nvs_sqa import shard
-from models.nvs_sqa.run import AppConfig, run
+from models.nvs_sqa.app_config import AppConfig
+from models.nvs_sqa.launch import launch as run
 
 
 @pytest.mark.slow

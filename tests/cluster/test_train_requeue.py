@@ -16,7 +16,6 @@ import torch
 from models import cluster
 from models.cluster import SlurmOptions
 from models.training.cluster import TrainCluster, TrainJob
-from models.training.loop import train
 from tests.training.test_training import _flat, _state, make_renders, tiny
 
 pytestmark = pytest.mark.slow
@@ -67,7 +66,7 @@ def test_signalled_job_saves_requeues_and_matches_the_uninterrupted_run(tmp_path
     def submit(name: str):
         c = tiny(tmp_path / "runs", renders, epochs=4, batch_size=4, scene_repeats=4, threads=1, name=name)
         folder = tmp_path / f"jobs-{name}"
-        return cluster.submit(executor_kind, folder, SlurmOptions(), res, TrainJob(train), [c], [str(tmp_path / "runs" /
+        return cluster.submit(executor_kind, folder, SlurmOptions(), res, TrainJob(), [c], [str(tmp_path / "runs" /
                               name)], [False])[0]  # fmt: skip
 
     assert opts.tasks_per_node == 2 and cfg.batch_size == 4

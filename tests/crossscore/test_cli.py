@@ -8,11 +8,11 @@ import sys
 import pytest
 
 import crossscore
+from benchmarks.crossscore_report import ReportConfig
+from benchmarks.crossscore_report import parse_args as report_args
 from consts import ROOT
 from models import cli
 from models.crossscore.options import CrossScoreTrainConfig, DemoDataConfig, PredictConfig, TestConfig
-from models.crossscore.report import ReportConfig
-from models.crossscore.report import parse_args as report_args
 
 
 @pytest.mark.parametrize("argv, cls", [
@@ -65,8 +65,8 @@ def test_report_flags():
 
 
 def test_no_nvs_sqa_module_is_imported():
-    code = ("import sys, crossscore, models.crossscore.report, models.crossscore.predict, "
-            "models.crossscore.evaluate, models.crossscore.train, models.crossscore.demo\n"
+    code = ("import sys, crossscore, benchmarks.crossscore_report, models.crossscore.predict, "
+            "models.crossscore.evaluate, models.crossscore.train, models.crossscore.demo, models.crossscore.scorer\n"
             "bad = [m for m in sys.modules if m.split('.')[:2] in (['models', 'nvs_sqa'], ['models', 'training'], "
             "['models', 'evaluation'])]\nprint(bad)\nsys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

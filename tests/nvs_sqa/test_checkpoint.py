@@ -92,8 +92,8 @@ def test_no_regressor_is_a_clear_error_only_when_scoring(tmp_path):
     from models.nvs_sqa import NVSSQA
 
     m = NVSSQA.from_checkpoint(_tiny_ckpt(tmp_path / "run"), device="cpu")
-    with pytest.raises(InputError, match="no regressor.json.*--features-only"):
-        m.predict(np.zeros(384, np.float32))
+    with pytest.raises(InputError, match=r"no regressor.json, so no JOD score; use features\(\)"):
+        m.predict(np.zeros(384, np.float32))  # the API's words; app.py says --features-only (tests/test_app.py)
 
 
 def test_loader_errors_name_file_and_fix(tmp_path):

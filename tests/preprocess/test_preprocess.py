@@ -27,8 +27,9 @@ from consts import NS_METHODS, ROOT, SKIPPED_PAIRS, TRAIN_METHODS, TRAIN_SCENES
 from models import cli
 from models.errors import InputError
 from models.preprocess.commands import Layout, NsEnv, nerfstudio_device, plan, probe, render_argv, train_argv
+from models.preprocess.config import PreprocessConfig
 from models.preprocess.jobs import exclusive
-from models.preprocess.run import PreprocessConfig, run
+from models.preprocess.run import run
 
 FAKE_COMMON = """
 import json, os, sys, time
@@ -180,20 +181,6 @@ def test_only_splatfacto_caches_images_on_the_gpu():
     assert [m for m, spec in NS_METHODS.items() if spec.cuda_args] == ["splatfacto"]
 
 
-def test_include_skipped_is_a_deprecated_no_op(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    assert preprocess.parse_args(["--include-skipped"]).include_skipped  # still accepted (old Makefiles, scripts)
-    kw = {"datasets": str(tmp_path / "d"), "outputs": str(tmp_path / "o"), "renders": str(tmp_path / "r"),
-          "dry_run": True, "scenes": ["aspen"], "methods": ["splatfacto"]}
-    for flag in (False, True):
-        cfg = PreprocessConfig(**kw, plan_json=str(tmp_path / f"{flag}.json"), include_skipped=flag)
-        assert run(cfg) == 0
-    plans = [json.loads((tmp_path / f"{flag}.json").read_text()) for flag in (False, True)]
-    assert plans[0]["jobs"] == plans[1]["jobs"] and plans[0]["jobs"][0]["state"] == "to run"
-    assert "--include-skipped is deprecated and has no effect" in caplog.text
-
-
-# --------------------------------------------------------------------------------------------- running
 def test_run_writes_layout_marker_and_mp4(ns):
     assert run(ns.cfg) == 0
     lay = _layout(ns)

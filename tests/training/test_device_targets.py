@@ -1,4 +1,5 @@
-"""batch_targets (the loop's batched targets on the device) equals pair_targets (the worker computation it replaced)."""
+"""batch_targets (how a run scores its pairs: batched, on the training device) equals pair_targets (the targets'
+reference definition, one pair at a time)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _batch(shapes: list[tuple[int, int, int]], seed: int = 0) -> list[dict]:
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
 @pytest.mark.parametrize("shapes", [[(4, 40, 48)] * 3, [(4, 40, 48), (3, 36, 52), (4, 40, 48)]])
-def test_batch_targets_equal_the_worker_computation(recipe, shapes):
+def test_batch_targets_equal_the_reference_definition(recipe, shapes):
     batch = _batch(shapes)
     needed = (True, True, True, True, False)
     got = batch_targets(batch, recipe, needed, "cpu").numpy()
@@ -50,7 +51,7 @@ def test_batch_targets_skip_weight_zero_heads():
 
 
 @pytest.mark.skipif(not fvvdp_available(), reason="pyfvvdp not installed")
-def test_batch_targets_fvvdp_equals_the_worker_computation():
+def test_batch_targets_fvvdp_equals_the_reference_definition():
     batch = _batch([(4, 64, 64), (4, 64, 64)])
     needed = (False, False, False, False, True)
     got = batch_targets(batch, "upstream", needed).numpy()[:, 4]

@@ -17,6 +17,7 @@ import consts
 from models.errors import InputError
 from models.results import write_json
 from models.training.config import TrainConfig, epoch_batches, make_config
+from models.training.device_targets import batch_targets
 from models.training.loop import train
 from models.training.pairs import (
     NOISES,
@@ -129,12 +130,13 @@ def test_noise_keys():
 
 def test_dataset_pairs_do_not_depend_on_history(renders):
     scenes = scan_renders(renders)
-    ds = PairDataset(scenes, PairConfig(**TINY_PAIRS), seed=1, per_epoch=4, needed=(True, True, True, False, False))
+    ds = PairDataset(scenes, PairConfig(**TINY_PAIRS), seed=1, per_epoch=4)
     a = ds[5]
     ds[2], ds[7]
     b = ds[5]
-    assert torch.equal(a["seq1"], b["seq1"]) and torch.equal(a["targets"].nan_to_num(9), b["targets"].nan_to_num(9))
-    t = a["targets"].numpy()
+    assert torch.equal(a["seq1"], b["seq1"]) and torch.equal(a["seq2"], b["seq2"]) and a["spec"] == b["spec"]
+    assert set(a) == {"seq1", "seq2", "spec", "timings"}  # no targets: the loop scores batches (batch_targets)
+    t = batch_targets([a], ds.recipe, (True, True, True, False, False))[0].numpy()
     assert np.isnan(t[3]) and np.isnan(t[4]) and np.all(np.abs(t[:3]) <= 1)
 
 
@@ -142,7 +144,7 @@ def test_upstream_pairs_share_the_batch_crop_and_replace_all_or_nothing(tmp_path
     scenes = scan_renders(make_renders(tmp_path, {"a": 3, "b": 2, "c": 2}, n=9, h=90, w=100))
     scenes[2].width, scenes[2].height = 96, 84  # a smaller scene bounds the crops of its batches (index only)
     cfg = PairConfig(crop_min=69, crop_max=95, segment_pixels=69 * 69 * 5, replace_min=0.5, replace_max=1.0)
-    ds = PairDataset(scenes, cfg, seed=3, per_epoch=12, needed=(False,) * 5, batch_size=3)
+    ds = PairDataset(scenes, cfg, seed=3, per_epoch=12, batch_size=3)
     cfg_t = TrainConfig(seed=3, batch_size=3)
     whole = ratios = 0.0
     for epoch in range(6):
@@ -160,7 +162,7 @@ def test_upstream_pairs_share_the_batch_crop_and_replace_all_or_nothing(tmp_path
                 ratios += np.floor(s.ratio * length) / length
     assert abs(whole - ratios) < 3 * np.sqrt(72 * 0.25)  # P(replaced) = floor(rL)/L
     scenes = scan_renders(tmp_path)
-    ds = PairDataset(scenes, cfg, seed=3, per_epoch=12, needed=(False,) * 5, batch_size=3)
+    ds = PairDataset(scenes, cfg, seed=3, per_epoch=12, batch_size=3)
     same = next(g for g in range(12) if not ds.spec(g).replaced)
     other = next(g for g in range(12) if ds.spec(g).replaced and ds.spec(g).noise[0] < 5)
     a, b = ds[same], ds[other]
@@ -168,13 +170,14 @@ def test_upstream_pairs_share_the_batch_crop_and_replace_all_or_nothing(tmp_path
     assert not torch.equal(b["seq1"], b["seq2"])
 
 
-def test_recipes_and_the_renamed_preset(caplog, tmp_path, renders):
+def test_recipes_and_runs_without_a_recipe(tmp_path, renders):
     import train as train_script
 
     assert make_config().recipe == "upstream" and set(RECIPES) == {"upstream", "paper"}
-    cfg, _ = train_script.parse_args(["--preset", "paper", "--recipe", "paper"])
-    assert (cfg.preset, cfg.recipe) == ("full", "paper") and "deprecated" in caplog.text
-    assert make_config("paper") == make_config("full")
+    cfg, _ = train_script.parse_args(["--preset", "full", "--recipe", "paper"])
+    assert (cfg.preset, cfg.recipe) == ("full", "paper")
+    with pytest.raises(InputError, match=r"^`preset`=paper: unknown; choose one of full, cpu-smoke$"):
+        make_config("paper")  # "paper" is a recipe, not a preset
     old = tmp_path / "old"  # a run from before --recipe: its config has none, and it behaved as the paper recipe
     saved = tiny(tmp_path, renders).to_dict()
     del saved["recipe"]
@@ -282,6 +285,64 @@ def test_bad_inputs_are_one_line_errors(tmp_path, renders, monkeypatch):
         train_script.run(tiny(tmp_path, renders, init="nope"))
 
 
+def test_library_errors_name_parameters_and_train_py_shows_flags(tmp_path, renders):
+    """The library names its parameters in backticks; train.py (the CLI layer) shows them as its flags."""
+    import train as train_script
+
+    with pytest.raises(InputError, match=r"fewer than `batch_size`=16; raise `scene_repeats`$"):
+        train(tiny(tmp_path, renders, batch_size=16))
+    with pytest.raises(InputError, match=r"^`init` nope: not found \(looked in: "):
+        train(tiny(tmp_path, renders, init="nope"))
+    from models import cli
+
+    got = cli.as_flags("`crop_min`=40 / `crop_max`=75: need 69 ≤ `crop_min`; choose another `runs_dir` or "
+                       "`name`; `resume`=x; `other`=1", train_script.FLAGS)
+    assert got == "--crop-min 40 / --crop-max 75: need 69 ≤ --crop-min; choose another --runs-dir or --name; " \
+                  "--resume x; `other`=1"  # fmt: skip
+
+
+def test_trainer_steps_by_hand_equal_train(tmp_path, renders):
+    """The Trainer's pieces, driven one at a time, give train()'s weights bit for bit."""
+    import time
+
+    from models.training.loop import Trainer
+
+    ref = train(tiny(tmp_path / "ref", renders, stop_after_steps=1))
+    t = Trainer(tiny(tmp_path / "hand", renders))
+    t.restore()
+    todo = t.remaining_batches()
+    assert (t.step, t.steps_per_epoch, len(todo)) == (0, 2, 4) and todo[:2] == epoch_batches(t.cfg, t.per_epoch, 0)
+    t.prepare()
+    row = t.train_step([t.data[g] for g in todo[0]], time.perf_counter())
+    assert t.step == row["step"] == 1 and t.metrics.rows == [row]
+    assert not t.after_step() and not (t.run_dir / "latest").exists()  # mid-epoch and not asked to stop
+    t.save(0)
+    a, b = _state(ref), _state(t.run_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stop_signal_sets_a_flag_the_loop_reads(monkeypatch):
+    import signal
+    import time
+
+    from models.training import stop
+
+    monkeypatch.setattr(stop, "_STOP", {"installed": False, "asked": False})
+    assert stop.stop_requested(1, False) is False and stop.stop_requested(1, True) is True
+    old = signal.getsignal(signal.SIGUSR2)
+    try:
+        stop.install_stop_handler()
+        assert not stop.stop_requested(1, False) and not stop.stop_signalled()
+        os.kill(os.getpid(), signal.SIGUSR2)
+        for _ in range(100):  # the Python-level handler runs between bytecodes of the main thread
+            if stop.stop_signalled():
+                break
+            time.sleep(0.01)
+        assert stop.stop_signalled() and stop.stop_requested(1, False)
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+
+
 def test_resume_by_name_finds_runs_name(tmp_path, renders, monkeypatch, capsys):
     """The paths rule: --resume NAME is runs/NAME when NAME is not a folder here; else one line naming both."""
     import train as train_script
@@ -307,7 +368,7 @@ def test_resume_by_name_finds_runs_name(tmp_path, renders, monkeypatch, capsys):
     ["--device", "tpu"], ["--workers", "-1"], ["--lr", "-1"], ["--lr", "nan"], ["--epochs", "0"],
     ["--batch-size", "0"], ["--scene-repeats", "0"], ["--save-every", "0"], ["--seed", "-1"], ["--weights", "1", "2"],
     ["--weights", "1", "-1", "1", "1", "1"], ["--crop-min", "0"], ["--replace-max", "2"],
-    ["--jpeg-quality", "80", "10"], ["--preset", "nope"], ["--resume", "no/such/run"],
+    ["--jpeg-quality", "80", "10"], ["--preset", "nope"], ["--preset", "paper"], ["--resume", "no/such/run"],
     ["--resume", "RUN", "--epochs", "0"], ["--resume", "RUN", "--crop-min", "80"],
 ])
 def test_bad_flags_are_one_error_line_and_exit_2(argv, tmp_path, renders, capsys):

@@ -25,6 +25,7 @@ from consts import ROOT
 from models.nvs_sqa import ModelConfig
 from models.ssim import gaussian_window
 from models.training.contrastive import ContrastiveModel
+from models.training.device_targets import batch_targets
 from models.training.pairs import (
     NOISES,
     RECIPES,
@@ -132,18 +133,19 @@ def test_ssim_and_psnr_targets_equal_theirs(upstream, seed):
 
 
 def test_targets_of_built_pairs_equal_theirs(upstream, tmp_path):
-    """Through the whole data path: pairs of --recipe upstream (replaced or not) give their targets."""
+    """Through the whole data path: pairs of --recipe upstream (replaced or not), scored as the loop scores a
+    batch, give their targets."""
     from tests.training.test_training import TINY_PAIRS, make_renders
 
     scenes = scan_renders(make_renders(tmp_path / "r", {"sceneA": 2, "sceneB": 3}))
-    ds = PairDataset(scenes, PairConfig(**TINY_PAIRS), seed=0, per_epoch=8, needed=NEEDED, batch_size=4)
+    ds = PairDataset(scenes, PairConfig(**TINY_PAIRS), seed=0, per_epoch=8, batch_size=4)
     items = [ds[i] for i in range(8)]
+    targets = batch_targets(items, UPSTREAM, NEEDED).numpy()
     kinds = {bool(it["spec"].replaced) for it in items}
     assert kinds == {True, False}, "want replaced and unreplaced pairs in the sample"
-    for it in items:
+    for it, t in zip(items, targets, strict=True):
         s1, s2 = it["seq1"][None].double() / 255, it["seq2"][None].double() / 255
         ssim, psnr = _their_targets(upstream.qa, s1, s2)
-        t = it["targets"].numpy()
         assert abs(t[0] - float(ssim)) <= 1e-6 and abs(t[1] - float(psnr)) <= 1e-6
         assert t[2] == pytest.approx(1 - 2 * it["spec"].ratio)  # the replace target stays 1 − 2r either way
         if not it["spec"].replaced:  # sequence 2 *is* sequence 1 (same noise)

@@ -212,7 +212,7 @@ def test_crossscore_comparison_runs_on_the_cpu(tmp_path, monkeypatch):
 def test_crossscore_comparison_uses_the_committed_demo_model(monkeypatch):
     """A fresh GPU machine has no `make crossscore-demo` folder, but the repository's demo model: that one runs."""
     import consts
-    from models.crossscore.predict import short_side_for
+    from models.crossscore.checkpoint import short_side_for
 
     demo = consts.CROSSSCORE_DEMO_MODEL
     assert demo.is_file(), f"{demo} is committed to the repository"
@@ -318,7 +318,7 @@ def test_scorer_sweep_runs_on_the_cpu(tmp_path, monkeypatch, released_model):
         assert jod[name] == pytest.approx(want, abs=1e-5)
     md = g.report_md({"scorer": r})
     assert "| fp16 | **exact** (fallback, see below) |" in md and "| 0.00e+00 | yes |" in md
-    assert "| exact | Toy+A | 3 | – | – |" in md and "- fp16 ran as exact: --precision fp16: float16 is for CUDA" in md
+    assert "| exact | Toy+A | 3 | – | – |" in md and "- fp16 ran as exact: precision='fp16': float16 is for CUDA" in md
 
 
 def test_a_failing_part_is_recorded_not_raised():

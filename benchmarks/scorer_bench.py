@@ -1,6 +1,6 @@
 """Scorer benchmark: the authors' inference code, our engine in each precision mode and app.py, same frames, one run.
 
-    python -m models.nvs_sqa.bench            # (make bench) -> benchmarks/scorer.json and benchmarks/scorer.md
+    python -m benchmarks.scorer_bench            # (make bench) -> benchmarks/scorer.json and benchmarks/scorer.md
 
 Every engine runs in its own subprocess (so peak RSS and page faults are its own) over the two example sequences;
 the engines take turns within each round (the order rotates from round to round), so load from other users of
@@ -15,7 +15,6 @@ too. ``mixed``/``bf16`` run only on a CPU with native bfloat16 (elsewhere they w
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -26,16 +25,20 @@ import tempfile
 import time
 import types
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from consts import CACHE_DIR, EXAMPLE_SEQUENCES, EXAMPLES_DIR, REFERENCE_FEATURES, RELEASED, ROOT
-from models.results import atomic_write_bytes, atomic_write_json, read_npz, sha256_file, stamp, table
+from models import cli
+from models.cli import opt
+from models.results import atomic_write_json, read_npz, sha256_file, stamp, table, write_report
 from models.runtime import cpu_name
 
 OUT_DIR = ROOT / "benchmarks"
-GOALS = {"exact": 3.0, "mixed": 4.5, "bf16": 5.0, "app": 3.0}  # × the authors' frames/s (issue 15)
+GOALS = {"exact": 3.0, "mixed": 4.5, "bf16": 5.0, "app": 3.0}  # × the authors' frames/s (docs/performance.md)
+WORKER = "--engine-worker"  # internal: run one engine in this process and write its result file
 
 
 def _peak_rss_mb() -> float:
@@ -92,14 +95,10 @@ def worker(engine: str, folders: list[str], batch: int, emulated: bool = False) 
                 return enc.predict_features_from_view_paths(paths, torch.device("cpu")).cpu().numpy()
     else:
         from models.nvs_sqa import NVSSQA
+        from models.nvs_sqa.precision import native_bf16
 
-        model = NVSSQA.from_checkpoint(None, device="cpu", precision=engine)
-        if emulated and model.precision != engine:
-            from models.nvs_sqa.precision import apply_precision
-
-            model._encoder = apply_precision(model._encoder, engine)
-            model.precision = f"{engine} (emulated)"
-        precision = model.precision
+        model = NVSSQA.from_checkpoint(None, device="cpu", precision=engine, emulate=emulated)
+        precision = model.precision + (" (emulated)" if emulated and not native_bf16() and engine != "exact" else "")
 
         def feats(folder: str) -> np.ndarray:
             return model.features(folder, batch_size=batch)
@@ -117,8 +116,8 @@ def worker(engine: str, folders: list[str], batch: int, emulated: bool = False) 
 
 def _run_worker(engine: str, folders: list[Path], batch: int, emulated: bool = False) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-        cmd = [sys.executable, "-m", "models.nvs_sqa.bench", "--worker", engine, "--batch-size", str(batch),
-               "--result", tmp.name, *(["--emulated"] if emulated else []), *map(str, folders)]
+        cmd = [sys.executable, "-m", "benchmarks.scorer_bench", WORKER, engine, str(batch), tmp.name,
+               "emulated" if emulated else "native", *map(str, folders)]
         subprocess.run(cmd, check=True, cwd=ROOT)
         return json.loads(Path(tmp.name).read_text())
 
@@ -189,69 +188,86 @@ def summarize(runs: dict[str, list[dict]], loads: list[float], ref: dict[str, np
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Benchmark our NVS-SQA engine against the upstream release's code.")
-    p.add_argument("--rounds", type=int, default=5, help="rounds; each runs every engine once (default 5)")
-    p.add_argument("--batch-size", type=int, default=1, help="our engine's frames per call (default 1, as app.py)")
-    p.add_argument("--emulated", action="store_true", help="also run mixed/bf16 without native bfloat16 (slow)")
-    p.add_argument("--no-long", action="store_true", help="skip the 600-frame memory run")
-    p.add_argument("--sequences", nargs="+", type=Path, help="frame folders (default: the two examples)")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--result", help=argparse.SUPPRESS)
-    p.add_argument("folders", nargs="*", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.worker:
-        atomic_write_json(Path(a.result), worker(a.worker, a.folders, a.batch_size, a.emulated))
-        return 0
+@dataclass
+class ScorerBenchConfig:
+    """Flags of ``python -m benchmarks.scorer_bench`` (make bench)."""
 
+    rounds: int = opt(5, "rounds; each runs every engine once", min=1)
+    batch_size: int = opt(1, "our engine's frames per call (1, as app.py on a CPU)", min=1)
+    emulated: bool = opt(False, "also run mixed/bf16 without native bfloat16 (slow)")
+    long: bool = opt(True, "the 600-frame memory run")
+    sequences: list[str] = opt([], "frame folders (default: the two examples)", metavar="DIR")
+    out: str = opt(str(OUT_DIR), "folder for scorer.json and scorer.md")
+
+
+def run(cfg: ScorerBenchConfig) -> int:
     import torch
 
     from models.nvs_sqa.checkpoint import load_checkpoint
     from models.nvs_sqa.precision import native_bf16
 
     native = native_bf16()
-    engines = ["upstream", "exact", "app"] + (["mixed", "bf16"] if native or a.emulated else [])
-    examples = a.sequences or [EXAMPLES_DIR / n for n in EXAMPLE_SEQUENCES]
+    engines = ["upstream", "exact", "app"] + (["mixed", "bf16"] if native or cfg.emulated else [])
+    examples = [Path(p) for p in cfg.sequences] or [EXAMPLES_DIR / n for n in EXAMPLE_SEQUENCES]
+    runs, loads = _rounds(engines, examples, cfg)
+    rows = summarize(runs, loads, _reference(), load_checkpoint(None).regressor.predict)
+    long_row = _long_run(cfg.batch_size) if cfg.long else None
+    machine = f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} (no GPU)"
+    lv = [x["load_1min"] for x in loads]
+    skipped = {} if native or cfg.emulated else {
+        m: "not run: this CPU has no native bfloat16 (AVX512_BF16/AMX); --precision mixed/bf16 run exact here"
+        for m in ("mixed", "bf16")}  # fmt: skip
+    result = stamp(machine=machine, cpu_native_bf16=native, torch_threads=torch.get_num_threads(), rounds=cfg.rounds,
+                   batch_size=cfg.batch_size, rows=rows, long=long_row, skipped=skipped, goals=goals(rows, long_row),
+                   load={"min": min(lv), "median": float(np.median(lv)), "max": max(lv), "per_run": loads})
+    write_report(Path(cfg.out), "scorer", result, render_md(result, torch.__version__))
+    return 0
+
+
+def _rounds(engines: list[str], examples: list[Path], cfg: ScorerBenchConfig) -> tuple[dict, list[dict]]:
+    """Every engine once per round, the order rotated from round to round (nobody always runs first)."""
     runs: dict[str, list[dict]] = {e: [] for e in engines}
     loads: list[dict] = []
-    for r in range(a.rounds):
-        order = engines[r % len(engines):] + engines[:r % len(engines)]  # rotate: nobody always runs first
-        for engine in order:
+    for r in range(cfg.rounds):
+        for engine in engines[r % len(engines):] + engines[:r % len(engines)]:
             load = os.getloadavg()[0]
-            print(f"round {r + 1}/{a.rounds}: {engine} (load {load:.2f}) ...", flush=True)
-            run = _run_app(examples) if engine == "app" else _run_worker(engine, examples, a.batch_size, a.emulated)
-            run["load"] = load
-            loads.append({"round": r + 1, "engine": engine, "load_1min": load, "ms_per_frame": _ms_per_frame(run)})
-            runs[engine].append(run)
-    ref = _reference()
-    regressor = load_checkpoint(None).regressor
-    rows = summarize(runs, loads, ref, regressor.predict)
-    long_row = None
-    if not a.no_long:
-        with tempfile.TemporaryDirectory() as tmp:
-            print("exact on a 600-frame sequence ...", flush=True)
-            long = _run_worker("exact", [_long_sequence(5, Path(tmp) / "Giraffe+NeRF-x5")], a.batch_size)
-        long_row = {"engine": "exact (600 frames)", "frames": 600, "ms_per_frame": _ms_per_frame(long),
-                    "peak_rss_mb": long["peak_rss_mb"], "load_s": long["load_s"]}
-    machine = f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} (no GPU)"
+            print(f"round {r + 1}/{cfg.rounds}: {engine} (load {load:.2f}) ...", flush=True)
+            one = _run_app(examples) if engine == "app" else _run_worker(engine, examples, cfg.batch_size,
+                                                                           cfg.emulated)  # fmt: skip
+            one["load"] = load
+            loads.append({"round": r + 1, "engine": engine, "load_1min": load, "ms_per_frame": _ms_per_frame(one)})
+            runs[engine].append(one)
+    return runs, loads
+
+
+def _long_run(batch: int) -> dict:
+    """Exact on a 600-frame sequence: memory must not grow with the length."""
+    with tempfile.TemporaryDirectory() as tmp:
+        print("exact on a 600-frame sequence ...", flush=True)
+        long = _run_worker("exact", [_long_sequence(5, Path(tmp) / "Giraffe+NeRF-x5")], batch)
+    return {"engine": "exact (600 frames)", "frames": 600, "ms_per_frame": _ms_per_frame(long),
+            "peak_rss_mb": long["peak_rss_mb"], "load_s": long["load_s"]}
+
+
+def goals(rows: list[dict], long_row: dict | None) -> dict[str, bool]:
+    """Each speed goal (× the authors' frames/s), the 1e-4 feature bound and the memory bound: met or not."""
     by = {r["engine"]: r for r in rows}
-    goals = {f"{e}>={g}x": by[e]["speedup"] >= g for e, g in GOALS.items() if e in by}
-    goals.update({f"{e} feature_err<=1e-4": by[e].get("feature_err", 1) <= 1e-4 for e in ("exact", "app", "mixed")
-                  if e in by})
+    out = {f"{e}>={g}x": by[e]["speedup"] >= g for e, g in GOALS.items() if e in by}
+    out.update({f"{e} feature_err<=1e-4": by[e].get("feature_err", 1) <= 1e-4 for e in ("exact", "app", "mixed")
+                if e in by})  # fmt: skip
     if long_row:
-        goals["rss<=700MB"] = all(r.get("peak_rss_mb", 0) <= 700 for r in [*rows[1:], long_row])
-    lv = [x["load_1min"] for x in loads]
-    skipped = {} if native or a.emulated else {
-        m: "not run: this CPU has no native bfloat16 (AVX512_BF16/AMX); --precision mixed/bf16 run exact here"
-        for m in ("mixed", "bf16")}
-    result = stamp(machine=machine, cpu_native_bf16=native, torch_threads=torch.get_num_threads(), rounds=a.rounds,
-                   batch_size=a.batch_size, rows=rows, long=long_row, skipped=skipped, goals=goals,
-                   load={"min": min(lv), "median": float(np.median(lv)), "max": max(lv), "per_run": loads})
-    OUT_DIR.mkdir(exist_ok=True)
-    atomic_write_json(OUT_DIR / "scorer.json", result)
-    atomic_write_bytes(OUT_DIR / "scorer.md", render_md(result, torch.__version__).encode())
-    print(render_md(result, torch.__version__))
-    return 0
+        out["rss<=700MB"] = all(r.get("peak_rss_mb", 0) <= 700 for r in [*rows[1:], long_row])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [WORKER]:  # one engine in this process (internal: see _run_worker)
+        engine, batch, result, emulated, *folders = argv[1:]
+        atomic_write_json(Path(result), worker(engine, folders, int(batch), emulated == "emulated"))
+        return 0
+    desc = "Benchmark our NVS-SQA engine against the upstream release's code -> benchmarks/scorer.{json,md}"
+    return cli.main(lambda a: cli.parse(ScorerBenchConfig, a, description=desc).config, run, argv)
 
 
 def render_md(result: dict, torch_version: str) -> str:

@@ -1,6 +1,6 @@
 """Where the exact scorer's time goes on this CPU, against what the hardware allows.
 
-    python -m models.nvs_sqa.roofline      # (make roofline) -> benchmarks/roofline.json and benchmarks/roofline.md
+    python -m benchmarks.roofline      # (make roofline) -> benchmarks/roofline.json and benchmarks/roofline.md
 
 On one thread, on real frames (every ``--every``-th frame of the two examples), after a warm-up:
 
@@ -44,7 +44,7 @@ OUT_DIR = ROOT / "benchmarks"
 
 @dataclass
 class RooflineConfig:
-    """Flags of ``python -m models.nvs_sqa.roofline`` (make roofline)."""
+    """Flags of ``python -m benchmarks.roofline`` (make roofline)."""
 
     every: int = opt(4, "time every N-th frame of the two examples (4: 60 of their 240 frames)", min=1)
     out: str = opt(str(OUT_DIR), "folder for roofline.json and roofline.md")
@@ -198,9 +198,8 @@ def run(cfg: RooflineConfig) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    desc = "The exact scorer's time per convolution against this CPU's float32 peak -> benchmarks/roofline.{json,md}"
-    return cli.main(lambda a: cli.parse(RooflineConfig, a, description=desc).config, run, argv)
+main = cli.script(RooflineConfig, run, "The exact scorer's time per convolution against this CPU's float32 peak "
+                  "-> benchmarks/roofline.{json,md}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What video encoding and decoding do to NVS-SQA scores: the example sequences as videos, scored by the released model.
 
-    python -m models.nvs_sqa.video_bench   -> benchmarks/video.{json,md}
+    python -m benchmarks.video_bench   -> benchmarks/video.{json,md}
 
 Each example (960x768, 120 frames) is encoded with :func:`models.video.encode` (PyAV) and scored from the video
 (decoded by :mod:`models.video`); the scores are compared with the score of the frames themselves:
@@ -19,21 +19,22 @@ Decode time is a separate pass (decode + RGB conversion only) on the same machin
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from consts import EXAMPLE_SEQUENCES, EXAMPLES_DIR, ROOT
-from models import video
+from models import cli, video
+from models.cli import opt
 from models.frames import open_array, open_frame_folder, open_video
 from models.nvs_sqa.network import MIN_FRAME_SIZE
 from models.nvs_sqa.scorer import NVSSQA
-from models.results import atomic_write_bytes, atomic_write_json, stamp, table
+from models.results import stamp, table, write_report
 
 log = logging.getLogger(__name__)
 X264 = {"codec": "libx264", "pix_fmt": "yuv420p"}
@@ -48,6 +49,14 @@ ENCODES: dict[str, tuple[str, dict]] = {
     "h264 crf23 bt709 untagged": (".mp4", {**X264, "options": {"crf": "23"}, "tag": False}),
 }
 OPENCV_OF = "h264 crf23 bt709"
+
+
+@dataclass
+class VideoBenchConfig:
+    """Flags of ``python -m benchmarks.video_bench``."""
+
+    frames: int = opt(120, "frames per example (default: all 120)", min=1)
+    out: str = opt(str(ROOT / "benchmarks"), "folder for video.json and video.md")
 
 
 def _opencv_frames(path: Path) -> np.ndarray:
@@ -103,7 +112,7 @@ def report(rows: list[dict], n_frames: int) -> str:
     cols = list(rows[0])
     return "\n\n".join([
         "# Scores of the examples as videos (released v0.0.1)",
-        f"Made by `python -m models.nvs_sqa.video_bench` ({n_frames} frames per example); decoding by "
+        f"Made by `python -m benchmarks.video_bench` ({n_frames} frames per example); decoding by "
         "models/video.py (PyAV); see docs/scoring.md, 'Videos'. `dJOD` = video score - frames score; "
         "`|dpixel|` on the 0-255 scale, decoded frames vs the source frames.",
         table(rows, cols, fmt="github", text=("input", "decoded as"),
@@ -111,24 +120,20 @@ def report(rows: list[dict], n_frames: int) -> str:
     ]) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--frames", type=int, default=120, help="frames per example (default all 120)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks", help="output folder (default benchmarks/)")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    model = NVSSQA.from_checkpoint(None, device="cpu")
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = [r for seq in EXAMPLE_SEQUENCES for r in measure(model, seq, Path(tmp), a.frames)]
+def run(cfg: VideoBenchConfig) -> int:
     import av
     import cv2
 
-    a.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(a.out / "video.json", {**stamp(model=model.info, av=av.__version__, opencv=cv2.__version__,
-                                                     ffmpeg=av.library_versions), "rows": rows})
-    atomic_write_bytes(a.out / "video.md", report(rows, a.frames).encode())
-    print(report(rows, a.frames))
+    model = NVSSQA.from_checkpoint(None, device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [r for seq in EXAMPLE_SEQUENCES for r in measure(model, seq, Path(tmp), cfg.frames)]
+    result = {**stamp(model=model.info, av=av.__version__, opencv=cv2.__version__, ffmpeg=av.library_versions),
+              "rows": rows}
+    write_report(Path(cfg.out), "video", result, report(rows, cfg.frames))
     return 0
+
+
+main = cli.script(VideoBenchConfig, run, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""models/nvs_sqa/roofline.py (make roofline): the arithmetic on made-up numbers, and one short real run."""
+"""benchmarks/roofline.py (make roofline): the arithmetic on made-up numbers, and one short real run."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from models.nvs_sqa import roofline as rl
+from benchmarks import roofline as rl
 
 
 def _measured() -> dict:

@@ -1,18 +1,18 @@
 """``make bench-train``: training throughput and the split of a step's time, per preset, on this machine.
 
+    python -m benchmarks.train_bench [--renders renders] [--smoke-steps 9] [--full-steps 3] [--skip-full]
+
 Measures (results -> benchmarks/train-cpu.json and .md):
 
-- for the cpu-smoke and paper presets: pairs per second and the mean split of a step (waiting for data,
-  the five targets of the batch on the training device, forward incl. loss, backward + optimizer) and the data
-  CPU-seconds per pair spent in the workers (read, crop, flip, noise) from train.py's own metrics.jsonl,
-  warm-up step excluded; the
-  paper preset runs with a batch of 2 pairs (the recipe's 16 is a GPU batch; the per-pair costs are the same);
+- for the cpu-smoke and full presets: pairs per second and the mean split of a step (waiting for data, the five
+  targets of the batch on the training device, forward incl. loss, backward + optimizer) and the data CPU-seconds
+  per pair spent in the workers (read, crop, flip, noise) from train.py's own metrics.jsonl, warm-up step
+  excluded; the full preset runs with a batch of 2 pairs (its 16 is a GPU batch; the per-pair costs are the same);
 - per pair, in one process: decoding + cropping + noise ("load") and each target (SSIM, PSNR, ST-RRED,
-  FovVideoVDP, computed one pair at a time as the workers did before item 4) at each preset's pair size;
+  FovVideoVDP) one pair at a time (:func:`models.training.targets.pair_targets`, which times each target) at
+  each preset's pair size;
 - our ST-RRED against scikit-video's on the calibration clips (skvideo's time recorded by
   tests/training/calibration/make_strred_reference.py on this machine).
-
-    python -m models.training.bench [--renders renders] [--smoke-steps 9] [--paper-steps 3] [--skip-paper]
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ from models import cli
 from models.cli import opt
 from models.results import stamp, table, write_report
 from models.runtime import cpu_name
+from models.training.config import make_config
+from models.training.loop import train
+from models.training.pairs import PairDataset, scan_renders
+from models.training.strred import strred
+from models.training.targets import FovVideoVDP, pair_targets
 
 log = logging.getLogger(__name__)
 OUT = ROOT / "benchmarks"
@@ -42,9 +47,6 @@ CALIB = ROOT / "tests" / "training" / "calibration"
 
 def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
     """Run ``steps`` steps of a preset (2 workers, no validation) and summarise its metrics.jsonl."""
-    from models.training.config import make_config
-    from models.training.loop import train
-
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(preset, renders=renders, runs_dir=tmp, name="bench", val_pairs=0, workers=2,
                           stop_after_steps=steps, epochs=1000, **over)
@@ -52,12 +54,19 @@ def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
         run = train(cfg)
         wall = time.perf_counter() - t0
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    steps_rows = [r for r in rows if r["kind"] == "step"][1:]  # the first step warms oneDNN up
+    return {"preset": preset, "batch_size": cfg.batch_size, "workers": cfg.workers, **summarise_steps(rows),
+            "wall_s_incl_startup": wall, "pairs": cfg.pairs.__dict__}
+
+
+def summarise_steps(rows: list[dict]) -> dict:
+    """Throughput and the mean split of a step from metrics.jsonl rows, the first step left out (it warms oneDNN
+    up)."""
+    steps_rows = [r for r in rows if r["kind"] == "step"][1:]
     step_s = [r["data_s"] + r.get("targets_s", 0.0) + r["forward_s"] + r["backward_s"] for r in steps_rows]
     pairs = sum(r["pairs"] for r in steps_rows)
     mean = lambda k: float(np.mean([r[k] for r in steps_rows]))  # noqa: E731
     return {
-        "preset": preset, "batch_size": cfg.batch_size, "workers": cfg.workers, "measured_steps": len(steps_rows),
+        "measured_steps": len(steps_rows),
         "pairs_per_s": pairs / sum(step_s), "step_s": float(np.mean(step_s)), "data_wait_s": mean("data_s"),
         "targets_s": mean("targets_s"), "forward_s": mean("forward_s"), "backward_s": mean("backward_s"),
         "data_cpu_s_per_pair": float(np.sum([r["worker_s"]["load_cpu"] for r in steps_rows]) / pairs),
@@ -65,23 +74,27 @@ def bench_training(preset: str, renders: str, steps: int, **over) -> dict:
         "data_wait_fraction": float(np.sum([r["data_s"] for r in steps_rows]) / np.sum(step_s)),
         "worker_s_per_pair": {k: float(np.sum([r["worker_s"][k] for r in steps_rows]) / pairs)
                               for k in steps_rows[0]["worker_s"]},
-        "wall_s_incl_startup": wall, "pairs": cfg.pairs.__dict__,
-    }
+    }  # fmt: skip
+
+
+def timed_pair(ds: PairDataset, g: int, fvvdp: FovVideoVDP) -> dict:
+    """Pair ``g`` of ``ds`` with its timings: the worker's ("load", "load_cpu") and each target's CPU seconds."""
+    item = ds[g]
+    pair_targets(item["seq1"], item["seq2"], item["spec"].ratio, fvvdp=fvvdp, timings=item["timings"],
+                 recipe=ds.recipe)
+    return item
 
 
 def bench_targets(preset: str, renders: str, n: int) -> dict:
     """Seconds per pair for loading and each target at a preset's pair size (one process, one thread)."""
-    from models.training.config import make_config
-    from models.training.pairs import PairDataset, scan_renders
-
     cfg = make_config(preset, renders=renders)
-    scenes = scan_renders(renders)
-    ds = PairDataset(scenes, cfg.pairs, seed=123, per_epoch=n)
+    ds = PairDataset(scan_renders(renders), cfg.pairs, seed=123, per_epoch=n, recipe=cfg.recipe)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ds[0]  # warm-up (FovVideoVDP tables, oneDNN)
-        items = [ds[i] for i in range(n)]
+        fvvdp = FovVideoVDP()
+        timed_pair(ds, 0, fvvdp)  # warm-up (FovVideoVDP tables, oneDNN)
+        items = [timed_pair(ds, i, fvvdp) for i in range(n)]
     finally:
         torch.set_num_threads(threads)
     keys = items[0]["timings"].keys()
@@ -95,8 +108,6 @@ def bench_targets(preset: str, renders: str, n: int) -> dict:
 
 def bench_strred() -> dict:
     """Our batched ST-RRED vs skvideo's (recorded) on the calibration clips, best of 5, one thread."""
-    from models.training.strred import strred
-
     ref = json.loads((CALIB / "strred_reference.json").read_text())
     clips = np.load(CALIB / "strred_clips.npz")
     names = list(ref["pairs"])
@@ -118,12 +129,14 @@ def bench_strred() -> dict:
 
 
 def _time(fn) -> float:  # noqa: ANN001
+    """Wall seconds of ``fn()``."""
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
 def to_markdown(res: dict) -> str:
+    """benchmarks/train-cpu.md from the results dict."""
     lines = [f"# Training benchmark ({res['cpu']}, {res['cores']} cores, {res['device']})", "",
              f"Load average during the run (shared machine): {res['loadavg_start']} -> {res['loadavg_end']}.", "",
              "## Training steps (train.py's metrics.jsonl, warm-up step excluded)", ""]
@@ -149,12 +162,12 @@ def to_markdown(res: dict) -> str:
 
 @dataclass
 class BenchConfig:
-    """Flags of ``python -m models.training.bench`` (make bench-train)."""
+    """Flags of ``python -m benchmarks.train_bench`` (make bench-train)."""
 
     renders: str = opt("renders", "renders/ folder (make demo-renders lays out the examples)")
     smoke_steps: int = opt(9, "steps of the cpu-smoke preset (the first is warm-up)", min=2)
-    paper_steps: int = opt(3, "steps of the full preset (formerly paper), batch 2 (the first is warm-up)", min=2)
-    skip_paper: bool = opt(False, "smoke preset only")
+    full_steps: int = opt(3, "steps of the full preset, batch 2 (the first is warm-up)", min=2)
+    skip_full: bool = opt(False, "smoke preset only")
     out: str = opt(str(OUT), "output folder")
 
 
@@ -165,17 +178,15 @@ def run(a: BenchConfig) -> int:
     res["strred"] = bench_strred()
     res["targets"] = [bench_targets("cpu-smoke", a.renders, 6)]
     res["training"] = [bench_training("cpu-smoke", a.renders, a.smoke_steps)]
-    if not a.skip_paper:
+    if not a.skip_full:
         res["targets"].append(bench_targets("full", a.renders, 3))
-        res["training"].append(bench_training("full", a.renders, a.paper_steps, batch_size=2, scene_repeats=2))
+        res["training"].append(bench_training("full", a.renders, a.full_steps, batch_size=2, scene_repeats=2))
     res["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     write_report(Path(a.out), "train-cpu", stamp(**res), to_markdown(res))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    desc = "Training throughput benchmark -> benchmarks/train-cpu.{json,md}"
-    return cli.main(lambda a: cli.parse(BenchConfig, a, description=desc).config, run, argv)
+main = cli.script(BenchConfig, run, "Training throughput benchmark -> benchmarks/train-cpu.{json,md}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Measure where the released model's scores stop being stable, and derive the limits of validity.py.
 
-    python -m models.nvs_sqa.validity_bench                 # (make validity) -> benchmarks/validity.{json,md},
+    python -m benchmarks.validity_calibration                 # (make validity) -> benchmarks/validity.{json,md},
                                                             #    docs/validity.png
-    python -m models.nvs_sqa.validity_bench --write-limits  # ... and models/nvs_sqa/validity_v1.json
+    python -m benchmarks.validity_calibration --write-limits  # ... and models/nvs_sqa/validity_v1.json
 
 On the two example sequences (960x768, 120 frames), released weights, CPU:
 - length: per-frame features repeated back and forth along the path (a camera going to and fro) to 1..2000
@@ -18,22 +18,26 @@ lower it). Results depend only on the weights and the frames: seeded, determinis
 
 from __future__ import annotations
 
-import argparse
 import io
+import json
 import logging
+import math
 import sys
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from consts import CACHE_DIR, EXAMPLES_DIR, ROOT
+from consts import BENCHMARK_LABELS_FILE, CACHE_DIR, EXAMPLES_DIR, ROOT
+from models import cli
+from models.cli import opt
 from models.frames import open_array, open_frame_folder
 from models.nvs_sqa.network import MIN_FRAME_SIZE
 from models.nvs_sqa.scorer import NVSSQA
 from models.nvs_sqa.validity import LIMITS_FILE, FrameStats, Limits
 from models.results import atomic_write_bytes, atomic_write_json, stamp, table
+from models.runtime import set_threads
 
 log = logging.getLogger(__name__)
 LENGTHS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 90, 120, 180, 240, 300, 360, 420, 480, 600, 800, 900, 1000,
@@ -42,6 +46,8 @@ SCALES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 NOISE = (0, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 DARK = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
 WINDOWS = (30, 60, 120, 240)
+LIMITS_VERSION = "v1"
+MEASURED_BY = "python -m benchmarks.validity_calibration --write-limits (make validity)"
 
 
 def pingpong(n_src: int, n: int) -> np.ndarray:
@@ -105,7 +111,7 @@ def measure(model: NVSSQA, seqs: list[str], cache: Path, batch: int = 2) -> dict
         r["length"] = [{"frames": n, "score": _score(model, native[pingpong(len(native), n)])} for n in LENGTHS]
         # windows on the native path repeated to 1200 frames (the issue's example of a long render)
         long = native[pingpong(len(native), 1200)]
-        r["windowed_1200"] = {w: float(np.mean(model.window_scores(long, w, w // 2)[2])) for w in WINDOWS}
+        r["windowed_1200"] = {w: model.score_features(long, w, w // 2).score for w in WINDOWS}
         # noise and holes on 24 evenly spaced frames (fewer frames: the comparison is against the same 24, clean)
         idx = np.linspace(0, len(frames) - 1, 24).round().astype(int)
         sub = frames[idx]
@@ -143,7 +149,7 @@ def ranking_agreement(model: NVSSQA, feats: list[torch.Tensor], trials: int = 20
         s = int(rng.integers(0, 2000 - n))
         single = [_score(model, f[s:s + n]) for f in long]
         for w in WINDOWS:
-            win = [float(np.mean(model.window_scores(f[s:s + n], w, w // 2)[2])) for f in long]
+            win = [model.score_features(f[s:s + n], w, w // 2).score for f in long]
             agree[w] += (single[0] > single[1]) == (win[0] > win[1])
     return {str(w): agree[w] / trials for w in WINDOWS} | {"trials": trials}
 
@@ -193,9 +199,17 @@ def derive_limits(m: dict, tol: float) -> Limits:
         for rows, key, sink in ((r["noise"], "estimated_sigma", noise_lim), (r["dark"], "measured_fraction", dark_lim)):
             sink.append(rise_limit(rows, key, tol))
     window = max((w for w in WINDOWS if w <= min(hi_len)), default=min(hi_len))
-    return replace(Limits(), min_frames=max(lo_len), max_frames=min(hi_len), window=window, stride=window // 2,
-                   min_side=max(lo_side), max_side=min(hi_side), max_noise_sigma=round(min(noise_lim), 1),
-                   max_dark_fraction=round(min(dark_lim), 3), tolerance_jod=tol)
+    lo, hi = label_range()
+    return Limits(version=LIMITS_VERSION, min_frames=max(lo_len), max_frames=min(hi_len), window=window,
+                  stride=window // 2, min_side=max(lo_side), max_side=min(hi_side), score_min=lo, score_max=hi,
+                  max_dark_fraction=round(min(dark_lim), 3), max_noise_sigma=round(min(noise_lim), 1),
+                  tolerance_jod=tol, measured_by=MEASURED_BY)
+
+
+def label_range(labels: Path = ROOT / "benchmark_bank" / BENCHMARK_LABELS_FILE) -> tuple[float, float]:
+    """(lowest, highest) of the benchmark's JOD labels, to 2 decimals outward: the range a score is trusted in."""
+    values = np.array(list(json.loads(labels.read_text())["labels"].values()), dtype=float)
+    return math.floor(values.min() * 100) / 100, math.ceil(values.max() * 100) / 100
 
 
 def figure(m: dict, lim: Limits) -> bytes:
@@ -246,7 +260,7 @@ def report(m: dict, lim: Limits) -> str:
             **{f"{s} @1200": m[s]["windowed_1200"][w] for s in seqs}} for w in m["windows"]]
     fmt = "github"
     return "\n\n".join([
-        "# Validity of NVS-SQA scores (released v0.0.1)\n\nMade by `python -m models.nvs_sqa.validity_bench` "
+        "# Validity of NVS-SQA scores (released v0.0.1)\n\nMade by `python -m benchmarks.validity_calibration` "
         "(`make validity`); figure: docs/validity.png.",
         "## Limits\n\n" + table([lim.to_dict()], [k for k in lim.to_dict() if k not in ("notes", "measured_by")],
                                 floatfmt="g", fmt=fmt),
@@ -260,27 +274,33 @@ def report(m: dict, lim: Limits) -> str:
     ]) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--tolerance", type=float, default=0.15, help="JOD a stable score may move (default 0.15)")
-    p.add_argument("--write-limits", action="store_true", help=f"also write {LIMITS_FILE.name}")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    if a.threads:
-        torch.set_num_threads(a.threads)
+@dataclass
+class CalibrationConfig:
+    """Flags of ``python -m benchmarks.validity_calibration`` (make validity)."""
+
+    tolerance: float = opt(0.15, "JOD a stable score may move", min=0)
+    write_limits: bool = opt(False, f"also write the limits file the library reads ({LIMITS_FILE.name})")
+    threads: int = opt(0, "torch threads (0 = torch's choice)", min=0)
+    out: str = opt(str(ROOT / "benchmarks"), "folder for validity.json and validity.md")
+
+
+def run(cfg: CalibrationConfig) -> int:
+    set_threads(cfg.threads)
     model = NVSSQA.from_checkpoint(None, "cpu")
     seqs = sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir())
     m = measure(model, seqs, CACHE_DIR / "validity")
-    lim = derive_limits(m, a.tolerance)
-    out = ROOT / "benchmarks"
+    lim = derive_limits(m, cfg.tolerance)
+    out = Path(cfg.out)
     atomic_write_json(out / "validity.json", {**stamp(model=model.info), "limits": lim.to_dict(), "measurements": m})
     atomic_write_bytes(out / "validity.md", report(m, lim).encode())
     atomic_write_bytes(ROOT / "docs" / "validity.png", figure(m, lim))
-    if a.write_limits:
+    if cfg.write_limits:
         atomic_write_json(LIMITS_FILE, lim.to_dict())
     print(report(m, lim))
     return 0
+
+
+main = cli.script(CalibrationConfig, run, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

@@ -1,32 +1,41 @@
 """Errors of the precision modes (exact / mixed / bf16) on the examples and on sequences made from them here.
 
-    python -m models.nvs_sqa.precision_check     # -> benchmarks/precision.json and benchmarks/precision.md
+    python -m benchmarks.precision_check     # -> benchmarks/precision.json and benchmarks/precision.md
 
 For each mode: max |feature difference| from the exact mode (and, on the examples, from the release's own
 features in ``../shared/reference``), the JOD difference, and whether the JOD ranking of the sequences (all of
 one scene, Giraffe) changes. Where this CPU has no native bfloat16 the bf16 layers run in oneDNN's emulation
 (same roundings of inputs and weights, float32 accumulation; slow): the errors are those of the mode, the speed
 is not (that is ``make bench``'s job). The made sequences (:func:`made_sequences`) are seeded, so the run
-repeats bit for bit; tests/nvs_sqa/test_precision.py holds ``mixed`` to 1e-4 on them.
+repeats bit for bit; tests/benchmarks/test_precision_check.py holds ``mixed`` to what docs/scoring.md states on them.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from consts import EXAMPLE_SEQUENCES, EXAMPLES_DIR, REFERENCE_FEATURES, ROOT
-from models.results import atomic_write_bytes, atomic_write_json, read_npz, stamp, table
+from models import cli
+from models.cli import opt
+from models.nvs_sqa import NVSSQA
+from models.results import read_npz, stamp, table, write_report
 from models.runtime import cpu_name
 
 log = logging.getLogger(__name__)
-OUT_DIR = ROOT / "benchmarks"
+
+
+@dataclass
+class PrecisionCheckConfig:
+    """Flags of ``python -m benchmarks.precision_check``."""
+
+    out: str = opt(str(ROOT / "benchmarks"), "folder for precision.json and precision.md")
 
 
 def _frames(name: str, examples: Path) -> list[np.ndarray]:
@@ -65,18 +74,6 @@ def made_sequences(examples: Path = EXAMPLES_DIR, seed: int = 0) -> dict[str, np
     return out
 
 
-def model_in(mode: str, emulate: bool = True):
-    """The released scorer in ``mode``; with ``emulate``, the mode runs even without native bfloat16 (slowly)."""
-    from models.nvs_sqa import NVSSQA
-    from models.nvs_sqa.precision import apply_precision
-
-    model = NVSSQA.from_checkpoint(None, device="cpu", precision=mode)
-    if emulate and model.precision != mode:
-        model._encoder = apply_precision(model._encoder, mode)
-        model.precision = mode
-    return model
-
-
 def measure(modes: tuple[str, ...] = ("exact", "mixed", "bf16"), examples: Path = EXAMPLES_DIR) -> dict:
     """Features and JOD of every sequence in every mode, and each mode's errors against exact / the reference."""
     seqs: dict[str, object] = {n: examples / n for n in EXAMPLE_SEQUENCES}
@@ -85,7 +82,7 @@ def measure(modes: tuple[str, ...] = ("exact", "mixed", "bf16"), examples: Path 
     feats: dict[str, dict[str, np.ndarray]] = {}
     jod: dict[str, dict[str, float]] = {}
     for mode in modes:
-        model = model_in(mode)
+        model = NVSSQA.from_checkpoint(None, device="cpu", precision=mode, emulate=True)
         feats[mode] = {n: model.features(s) for n, s in seqs.items()}  # type: ignore[arg-type]
         jod[mode] = {n: float(model.predict(f)[0]) for n, f in feats[mode].items()}
         log.info("%s done", mode)
@@ -117,25 +114,22 @@ def render_md(result: dict) -> str:
                       "JOD_minus_exact": f"{r['jod_err_vs_exact']:+.1e}"})
     changed = {r["mode"]: r["ranking_changed"] for r in result["rows"] if "ranking_changed" in r}
     how = "native" if result["cpu_native_bf16"] else "emulated by oneDNN: the errors of native bf16, not its speed"
-    return (f"Made by `python -m models.nvs_sqa.precision_check` on {result['machine']}, {result['created']} "
+    return (f"Made by `python -m benchmarks.precision_check` on {result['machine']}, {result['created']} "
             f"(bfloat16 {how}).\n\n" + table(shown, list(shown[0]), fmt="github", text=tuple(shown[0]))
             + "\n\nJOD ranking of the six sequences (one scene) changed against exact: "
             + ", ".join(f"{m}: {'yes' if c else 'no'}" for m, c in changed.items()) + ".\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Feature and JOD errors of the precision modes.")
-    p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def run(cfg: PrecisionCheckConfig) -> int:
     from models.nvs_sqa.precision import native_bf16
 
     result = stamp(machine=f"{cpu_name()}, {os.cpu_count()} cores", cpu_native_bf16=native_bf16(), **measure())
-    OUT_DIR.mkdir(exist_ok=True)
-    atomic_write_json(OUT_DIR / "precision.json", result)
-    md = render_md(result)
-    atomic_write_bytes(OUT_DIR / "precision.md", md.encode())
-    print(md)
+    write_report(Path(cfg.out), "precision", result, render_md(result))
     return 0
+
+
+main = cli.script(PrecisionCheckConfig, run,
+                  "Feature and JOD errors of the precision modes -> benchmarks/precision.{json,md}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The held-out report of the offline CrossScore model against its two baselines (``make crossscore-demo``).
 
-    python -m models.crossscore.report --data runs/crossscore-demo-data/heldout \\
+    python -m benchmarks.crossscore_report --data runs/crossscore-demo-data/heldout \\
         --checkpoint checkpoints/crossscore-tiny --noref runs/crossscore-tiny-noref/model
 
 Scores the held-out frames with (1) CrossScore (references of the other split), (2) the no-reference variant
@@ -36,7 +36,7 @@ COLUMNS = ("model", "subset", "n", "l1", "psnr", "pearson", "srcc", "pred_ssim",
 
 @dataclass
 class ReportConfig:
-    """Options of ``python -m models.crossscore.report``."""
+    """Options of ``python -m benchmarks.crossscore_report``."""
 
     data: str = opt("", "held-out dataset root", required=True)
     checkpoint: str = opt("", "the CrossScore model (with references)", required=True)
@@ -52,11 +52,15 @@ def _machine() -> str:
     return f"{cpu_name()}, {os.cpu_count()} cores, no GPU used"
 
 
+def _kind_group(row: dict[str, Any]) -> tuple[str, str]:
+    """The subset of a row: degradation kinds seen in training vs held-out kinds."""
+    return ("held-out kinds" if row["method"] in HELDOUT_KINDS else "trained kinds", "")
+
+
 def report(data: Path, checkpoint: str, noref: str, out: Path, figure: Path, short_side: int = 0,
            progress: bool = True) -> list[dict[str, Any]]:
     """Evaluate the three predictors on ``data`` and write the tables and the figure."""
     items = discover_items(data)
-    group = lambda r: ("held-out kinds" if r["method"] in HELDOUT_KINDS else "trained kinds", "")  # noqa: E731
     results: list[dict[str, Any]] = []
     provenance = {}
     for label, ckpt, baseline in (("CrossScore (5 references)", checkpoint, "none"),
@@ -67,7 +71,7 @@ def report(data: Path, checkpoint: str, noref: str, out: Path, figure: Path, sho
         rows = evaluate(predict, items, n_ref, short_side, 8, None, progress)
         provenance[label] = {**info, "n_ref": n_ref, "seconds": round(time.perf_counter() - t0, 1)}
         summ = summarise(rows, key=lambda r: (r["method"], ""), overall=False)
-        summ += summarise(rows, key=group, overall=True)
+        summ += summarise(rows, key=_kind_group, overall=True)
         for s in summ:
             subset = "all" if s["dataset"] == "all" else s["dataset"]
             results.append({"model": label, "subset": subset, **{k: s[k] for k in COLUMNS[2:]}})
@@ -99,6 +103,7 @@ def _figure(items, checkpoint: str, path: Path, short_side: int) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> ReportConfig:
+    """The config of ``argv`` (flags of :class:`ReportConfig`)."""
     return cli.parse(ReportConfig, argv, description=__doc__.split("\n")[0]).config
 
 
@@ -113,6 +118,7 @@ def run(cfg: ReportConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m benchmarks.crossscore_report``."""
     return cli.main(parse_args, run, argv)
 
 
