@@ -43,9 +43,9 @@ test-fast: $(STAMP) lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-## validity: where the released model's scores are stable -> benchmarks/validity.{json,md}, docs/validity.png, limits
+## validity: calibration: where scores are stable + the noise floor -> benchmarks/validity.{json,md}, docs/validity.png, limits
 validity: setup
-	$(PY) -m benchmarks.validity_calibration --threads 1 --write-limits
+	$(PY) -m benchmarks.validity_calibration --write-limits
 
 ## bench: the authors' code vs ours (exact; mixed/bf16 with native bf16) and app.py, interleaved -> benchmarks/scorer.{json,md}
 bench: setup

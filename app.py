@@ -1,19 +1,20 @@
 """Score neurally synthesised sequences with NVS-SQA (no reference): features + JOD scores.
 
     python app.py                               # scores examples/ (a folder of sequence folders)
-    python app.py renders/scene__nerfacto       # one folder of frames
+    python app.py renders/                      # renders/{scene}/{method}[/frames], 3DGS or NerfBaselines trees
     python app.py a.mp4 b/ --out results/       # several inputs; videos are decoded as a stream
-    python app.py long_render/ --window 120     # windows of 120 frames (stride 60): a quality curve per sequence
+    python app.py long_render/ --window 120     # the score from windows of 120 frames (stride 60)
     python app.py renders/ --shard 0/2 --out s0 # half of the sequences; app.py --merge OUT s0 s1 joins shards
     python app.py renders/ --out all --executor slurm --shards 8   # 8 SLURM jobs, merged (docs/cluster.md)
 
-Writes to --out (default: the input folder, as upstream), merging by name with the results already there (under
-a lock; results of another checkpoint are refused): output_features.npz ({name: 384-d float32}) and
-output_features.json (its checkpoint), scores.csv and scores.json (rows with mode and validity warnings, + model
-version, checkpoint sha256, project version, what failed or was skipped); for windowed sequences windows.csv
-(name, start, end, score) and curves/<name>.png.
-Exit code: 0 all scored, 1 some inputs failed or were skipped (the others are still written), 2 nothing could be
-scored (nothing written). Details: docs/scoring.md.
+Each sequence is named by its path relative to its input (sceneA/nerfacto) and merged into --out (default: the
+input folder, as upstream) as soon as it is scored, under a lock, all its files as one unit: output_features.npz
+({name: 384-d float32}) and output_features.json (checkpoint, and per name source/fingerprint/settings),
+scores.csv and scores.json (score, rank within the scene with ties under the noise floor, mode, validity
+warnings, provenance), windows.csv and curves/<name>.png (the quality curve along the path, 60+ frames). A rerun
+skips what is already scored alike (--redo: score again); Ctrl-C keeps what is finished. A name held by another
+source in --out is refused. Exit code: 0 all scored, 1 some inputs failed or were skipped (the others are
+written), 2 nothing could be scored. Details: docs/scoring.md.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.main(parse_args, run, argv, interrupted="interrupted; nothing written")
+    return cli.main(parse_args, run, argv)
 
 
 if __name__ == "__main__":
+    cli.stop_on_sigterm()  # a scheduler's stop keeps what is finished, as Ctrl-C does
     sys.exit(main())

@@ -202,3 +202,9 @@ CROSSSCORE_UPSTREAM_CKPT: Final = "CrossScore-v1.0.0.ckpt"  # 129 MB Lightning c
 # The offline demo model, committed (self-trained by `make crossscore-demo`, packed to one file): predict's default.
 CROSSSCORE_DEMO_MODEL: Final = EXAMPLES_DIR / ".crossscore-demo.pth"  # hidden: app.py scores examples/
 CROSSSCORE_DEMO_SHA256: Final = "1b322beb1383a512e4ec080296b4c261d363320ccfa494db29d146e41f7ac989"
+CROSSSCORE_DEMO_WARNING: Final = (
+    "the CrossScore demonstration model (examples/.crossscore-demo.pth): trained offline on the two example "
+    "sequences, it predicts ~0.95 nearly whatever the defect (held-out pixel Pearson 0.11, docs/crossscore.md); its "
+    "maps show the pipeline, not render quality; for real scores use upstream's CrossScore-v1.0.0.ckpt (--checkpoint)"
+)
+

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 from models import cli
@@ -28,13 +27,10 @@ from models.crossscore.options import (
     locate_checkpoints,
 )
 from models.crossscore.predict import (
-    PRED_COLUMNS,
     SCORE_HELP,
     TEST_COLUMNS,
-    UPSTREAM_PRED_COLUMNS,
     predict_maps,
     score_dataset,
-    upstream_rows,
 )
 from models.errors import InputError
 from models.results import table, write_csv, write_json
@@ -55,14 +51,11 @@ def parse_args(argv: list[str] | None = None) -> Any:
 
 
 def run_predict(cfg: PredictConfig) -> int:
-    r = predict_maps(cfg)
-    write_csv(r.out / "scores.csv", r.rows, PRED_COLUMNS)
-    write_csv(r.out / "scores_upstream.csv", upstream_rows(r.rows), UPSTREAM_PRED_COLUMNS)
-    write_json(r.out / "scores.json", {**r.meta, "help": SCORE_HELP, "rows": r.rows})
-    print(table([{**row, "image": Path(row["image"]).name} for row in r.rows], ["image", "pred_ssim", "true_ssim"]))
+    r = predict_maps(cfg)  # each batch is merged into --out as it is done
+    print(table(r.rows, ["image", "pred_ssim", "true_ssim", "width", "height", "working_width", "working_height"]))
     extra = "attention/, " if cfg.attention else ""
-    print(f"{SCORE_HELP}\nwrote maps/, figures/, {extra}scores.csv, scores_upstream.csv (upstream's columns), "
-          f"scores.json to {r.out}")
+    print(f"{SCORE_HELP}; maps at the render's size (made at the working size shown, then resampled)\nwrote maps/, "
+          f"figures/, {extra}scores.csv, scores_upstream.csv (upstream's columns), scores.json to {r.out}")
     return 0
 
 

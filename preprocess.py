@@ -19,7 +19,7 @@ import textwrap
 from consts import NS_METHODS
 from models import cli
 from models.preprocess.config import PreprocessConfig
-from models.preprocess.run import run, stop_on_sigterm
+from models.preprocess.run import run
 
 # cli.parse keeps line breaks in these (raw formatter): wrap them as argparse's default formatter did.
 DESCRIPTION = textwrap.fill("Train every scene x method with nerfstudio and render its interpolated path to PNG "
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> PreprocessConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    stop_on_sigterm()
+    cli.stop_on_sigterm()
     return cli.main(parse_args, run, argv)
 
 

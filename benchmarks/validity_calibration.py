@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import noise_floor
 from consts import BENCHMARK_LABELS_FILE, CACHE_DIR, EXAMPLES_DIR, ROOT
 from models import cli
 from models.cli import opt
@@ -46,6 +47,8 @@ SCALES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 NOISE = (0, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 DARK = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
 WINDOWS = (30, 60, 120, 240)
+CURVE_WINDOW, CURVE_STRIDE = 30, 15  # the quality curve's windows: short enough that a 120-frame render gets one
+CURVE_MIN_FRAMES = 2 * CURVE_WINDOW  # a curve of fewer than 3 windows shows nothing
 LIMITS_VERSION = "v1"
 MEASURED_BY = "python -m benchmarks.validity_calibration --write-limits (make validity)"
 
@@ -124,15 +127,18 @@ def measure(model: NVSSQA, seqs: list[str], cache: Path, batch: int = 2) -> dict
             ff = model.frame_features(open_array(np.stack(list(st.watch(noisy))), MIN_FRAME_SIZE), batch)
             noise_rows.append({"sigma": sigma, "estimated_sigma": st.noise_sigma, "score": _score(model, ff)})
         r["noise"] = noise_rows
-        dark_rows = []
-        for frac in DARK:
-            holed = sub.copy()
-            if frac:
-                holed[:, _holes(*sub.shape[1:3], frac)] = 0
-            st = FrameStats()
-            ff = model.frame_features(open_array(np.stack(list(st.watch(holed))), MIN_FRAME_SIZE), batch)
-            dark_rows.append({"fraction": frac, "measured_fraction": st.dark_fraction, "score": _score(model, ff)})
-        r["dark"] = dark_rows
+        for key, value in (("dark", 0), ("white", 255)):  # holes or empty background, black or white
+            rows = []
+            for frac in DARK:
+                holed = sub.copy()
+                if frac:
+                    holed[:, _holes(*sub.shape[1:3], frac)] = value
+                st = FrameStats()
+                ff = model.frame_features(open_array(np.stack(list(st.watch(holed))), MIN_FRAME_SIZE), batch)
+                rows.append({"fraction": frac, "measured_fraction": st.background_fraction,
+                             "score": _score(model, ff)})
+            r[key] = rows
+        r["sensitivity"] = noise_floor.measure_sequence(model, frames, native, CURVE_WINDOW, CURVE_STRIDE, batch)
         out[seq] = r
     out["ranking"] = ranking_agreement(model, [torch.from_numpy(np.load(cache / f"{sha}-{s}-1.0.npy")) for s in seqs])
     return out
@@ -196,14 +202,16 @@ def derive_limits(m: dict, tol: float) -> Limits:
             b += 1
         lo_side.append(min(res[a]["width"], res[a]["height"]))
         hi_side.append(min(res[b]["width"], res[b]["height"]))
-        for rows, key, sink in ((r["noise"], "estimated_sigma", noise_lim), (r["dark"], "measured_fraction", dark_lim)):
-            sink.append(rise_limit(rows, key, tol))
+        noise_lim.append(rise_limit(r["noise"], "estimated_sigma", tol))
+        dark_lim += [rise_limit(r[k], "measured_fraction", tol) for k in ("dark", "white")]
     window = max((w for w in WINDOWS if w <= min(hi_len)), default=min(hi_len))
     lo, hi = label_range()
+    floor, curve_floor = noise_floor.floors({s: m[s]["sensitivity"] for s in seqs})
     return Limits(version=LIMITS_VERSION, min_frames=max(lo_len), max_frames=min(hi_len), window=window,
                   stride=window // 2, min_side=max(lo_side), max_side=min(hi_side), score_min=lo, score_max=hi,
-                  max_dark_fraction=round(min(dark_lim), 3), max_noise_sigma=round(min(noise_lim), 1),
-                  tolerance_jod=tol, measured_by=MEASURED_BY)
+                  max_background_fraction=round(min(dark_lim), 3), max_noise_sigma=round(min(noise_lim), 1),
+                  tolerance_jod=tol, noise_floor_jod=floor, curve_window=CURVE_WINDOW, curve_stride=CURVE_STRIDE,
+                  curve_min_frames=CURVE_MIN_FRAMES, curve_noise_floor_jod=curve_floor, measured_by=MEASURED_BY)
 
 
 def label_range(labels: Path = ROOT / "benchmark_bank" / BENCHMARK_LABELS_FILE) -> tuple[float, float]:
@@ -225,15 +233,17 @@ def figure(m: dict, lim: Limits) -> bytes:
         ax[0, 1].plot([min(x["width"], x["height"]) for x in r["resolution"]], [x["score"] for x in r["resolution"]],
                       "o-", label=s)
         ax[1, 0].plot([x["estimated_sigma"] for x in r["noise"]], [x["score"] for x in r["noise"]], "o-", label=s)
-        ax[1, 1].plot([100 * x["measured_fraction"] for x in r["dark"]], [x["score"] for x in r["dark"]], "o-", label=s)
+        for key, style in (("dark", "o-"), ("white", "s--")):
+            ax[1, 1].plot([100 * x["measured_fraction"] for x in r[key]], [x["score"] for x in r[key]], style,
+                          label=f"{s} ({'black' if key == 'dark' else 'white'})")
     ax[0, 0].set(xscale="log", xlabel="frames (one pass)", ylabel="JOD", title="score vs sequence length")
     ax[0, 0].axvspan(lim.min_frames, lim.max_frames, color="g", alpha=0.1, label="validated")
     ax[0, 1].set(xlabel="shorter side (px)", ylabel="JOD", title="score vs resolution (120 frames)")
     ax[0, 1].axvspan(lim.min_side, lim.max_side, color="g", alpha=0.1, label="validated")
     ax[1, 0].set(xlabel="estimated noise sigma (0-255)", ylabel="JOD", title="score vs added Gaussian noise (24 fr.)")
     ax[1, 0].axvspan(0, lim.max_noise_sigma, color="g", alpha=0.1, label="validated")
-    ax[1, 1].set(xlabel="black-hole pixels (%)", ylabel="JOD", title="score vs black holes (24 frames)")
-    ax[1, 1].axvspan(0, 100 * lim.max_dark_fraction, color="g", alpha=0.1, label="validated")
+    ax[1, 1].set(xlabel="flat black / white pixels (%)", ylabel="JOD", title="score vs holes, black or white (24 fr.)")
+    ax[1, 1].axvspan(0, 100 * lim.max_background_fraction, color="g", alpha=0.1, label="validated")
     for a in ax.flat:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
@@ -253,9 +263,15 @@ def report(m: dict, lim: Limits) -> str:
     noise = [{"sigma": m[seqs[0]]["noise"][i]["sigma"],
               **{f"{s} est.": m[s]["noise"][i]["estimated_sigma"] for s in seqs},
               **{s: m[s]["noise"][i]["score"] for s in seqs}} for i in range(len(m["noise"]))]
-    dark = [{"holes": m[seqs[0]]["dark"][i]["fraction"],
-             **{f"{s} measured": m[s]["dark"][i]["measured_fraction"] for s in seqs},
-             **{s: m[s]["dark"][i]["score"] for s in seqs}} for i in range(len(m["dark"]))]
+    holes = {key: [{"holes": m[seqs[0]][key][i]["fraction"],
+                    **{f"{s} measured": m[s][key][i]["measured_fraction"] for s in seqs},
+                    **{s: m[s][key][i]["score"] for s in seqs}} for i in range(len(m[seqs[0]][key]))]
+             for key in ("dark", "white")}  # fmt: skip
+    nuis = [{"change": r["change"], **{f"{s} ΔJOD": m[s]["sensitivity"]["nuisances"][i]["delta"] for s in seqs},
+             **{f"{s} max window Δ": m[s]["sensitivity"]["nuisances"][i]["max_window_delta"] for s in seqs}}
+            for i, r in enumerate(m[seqs[0]]["sensitivity"]["nuisances"])]  # fmt: skip
+    pos = [{"blurred frames": r["blurred_frames"], **{s: m[s]["sensitivity"]["position"][i]["delta"] for s in seqs}}
+           for i, r in enumerate(m[seqs[0]]["sensitivity"]["position"])]  # fmt: skip
     win = [{"window": w, "stride": w // 2, "ranking kept": m["ranking"][str(w)],
             **{f"{s} @1200": m[s]["windowed_1200"][w] for s in seqs}} for w in m["windows"]]
     fmt = "github"
@@ -270,7 +286,13 @@ def report(m: dict, lim: Limits) -> str:
         "## Windowed scoring: ranking of the two examples kept on random 130–360-frame sub-paths; mean window "
         "score at 1200 frames\n\n" + table(win, list(win[0]), fmt=fmt),
         "## Gaussian noise (24 frames)\n\n" + table(noise, list(noise[0]), fmt=fmt),
-        "## Black holes (24 frames)\n\n" + table(dark, list(dark[0]), fmt=fmt),
+        "## Black holes (24 frames)\n\n" + table(holes["dark"], list(holes["dark"][0]), fmt=fmt),
+        "## White holes / background (24 frames)\n\n" + table(holes["white"], list(holes["white"][0]), fmt=fmt),
+        f"## Noise floor: score changes nobody would see (120 frames; curve windows {lim.curve_window}/"
+        f"{lim.curve_stride})\n\nNoise floor {lim.noise_floor_jod:g} JOD (a score), {lim.curve_noise_floor_jod:g} "
+        "JOD (a curve window): the largest change below, rounded up.\n\n" + table(nuis, list(nuis[0]), fmt=fmt),
+        f"## Position along the path: Gaussian blur (sigma {noise_floor.BLUR_SIGMA:g} px) on {noise_floor.BLUR_SPAN} "
+        "of the 120 frames, ΔJOD\n\n" + table(pos, list(pos[0]), fmt=fmt),
     ]) + "\n"
 
 

@@ -6,6 +6,7 @@ Shared flat modules (none imports a subpackage):
     cli          config dataclass <-> flags (``opt``), library errors in flag terms, ``main()`` of every script
     runtime      device choice, CPU threads, logging setup, the paths rule (``locate``)
     frames       reading sequences (frame folders, videos, image lists, arrays) into validated uint8 RGB frames
+    discovery    the sequences an input holds in the render trees people have (scene/method, 3DGS, NerfBaselines)
     pixels       reading one image file (OpenCV's libjpeg-turbo, Pillow for the rest) at its own bit depth
     video        video decoding and encoding through PyAV, colour tags honoured
     results      atomic result files stamped with the versions that made them; Markdown/CSV tables

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import logging
 import re
+import signal
 import sys
 import types
 import typing
@@ -316,6 +317,16 @@ def to_argv(cfg: Any, base: Any | None = None) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- entry point
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the same clean stop as Ctrl-C
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a scheduler's or ``kill``'s stop) behave like Ctrl-C in this process: the script stops the way
+    it does on Ctrl-C (what is finished stays written) and exits 130. For a script's own process only."""
+    signal.signal(signal.SIGTERM, _sigterm)
+
+
 def main(parse_args: Callable[[list[str] | None], Any], run: Callable[[Any], int], argv: list[str] | None = None,
          interrupted: str = "interrupted") -> int:
     """``run(parse_args(argv))`` for every script: INFO logging (WARNING with ``quiet``), an :class:`InputError`

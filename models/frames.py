@@ -3,7 +3,7 @@
 Every sequence becomes a stream of validated ``uint8`` RGB frames of shape (H, W, 3) (``dim_order="HWC"``).
 All bad-input errors are raised here or in ``models/pixels.py`` (the pixel conversions of one image file or
 array, documented in docs/scoring.md), once, as :class:`InputError` whose message is one line naming the
-file and what to do. :func:`discover_all` expands one INPUT into sequences and reports what it passes over.
+file and what to do. Which sequences an INPUT holds, and their names: models.discovery.
 
 Frames are ordered by *natural* sort of their file names (``f2 < f10``); ``sort="plain"`` gives upstream's
 plain ``sorted()`` order. The two agree whenever frame numbers are zero-padded, as in the examples.
@@ -12,6 +12,7 @@ plain ``sorted()`` order. The two agree whenever frame numbers are zero-padded, 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import threading
@@ -129,9 +130,10 @@ def _shown(names: Sequence[str], n: int = 5) -> str:
 
 
 def folder_name(folder: Path) -> str:
-    """A folder's real name, also for ``.`` or ``..`` (``Path('.').name`` is '')."""
-    real = folder.resolve()
-    return real.name or str(real)
+    """A folder's name as the user gave it, also for ``.`` or ``..`` (``Path('.').name`` is ''): made absolute
+    without resolving links, so a link keeps its own name."""
+    p = Path(os.path.abspath(folder))
+    return p.name or str(p)
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -240,71 +242,6 @@ def open_sequence(
         name = folder_name(files[0].parent) if files else "frames"
         return open_frame_files(files, name, str(files[0].parent) if files else "<list>", min_size)
     return open_array(item, min_size, dim_order, max_value=max_value)  # type: ignore[arg-type]
-
-
-@dataclass
-class Discovery:
-    """What one INPUT expands to: the sequence paths, and every entry passed over, with the reason."""
-
-    paths: list[Path]
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
-
-
-SUBFOLDER = "a sub-folder of a frame folder; pass it as its own input to score it"
-NOT_A_FRAME = "not a frame (.png/.jpg/.jpeg)"
-
-
-def discover_all(path: Path, warn: bool = True) -> Discovery:
-    """Expand one INPUT into sequence paths, reporting what is passed over (never silently).
-
-    A folder holding images is one sequence (its sub-folders and other files are skipped; :func:`open_frame_folder`
-    warns about them when it opens the folder); a folder without images is a folder of sequences: each sub-folder with
-    images and each video is one, and each other sub-folder or file is skipped with its reason, in one warning
-    (``warn``). Hidden entries (``.name``) and our own outputs (``scores.csv``, ...) are passed over unreported.
-    """
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder; check the path")
-    if path.is_file():
-        if is_video(path) or is_image(path):
-            return Discovery([path])
-        raise InputError(f"{path}: not a frame folder or a video ({', '.join(VIDEO_EXTS)})")
-    children = _entries(path)
-    if any(p.is_file() and is_image(p) for p in children):
-        return Discovery([path], [(p, SUBFOLDER if p.is_dir() else NOT_A_FRAME) for p in children
-                                  if p.is_dir() or (not is_image(p) and p.name not in OWN_OUTPUTS)])
-    paths: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    for p in children:
-        if p.is_dir():
-            try:
-                has_frames = any(q.is_file() and is_image(q) for q in p.iterdir() if not q.name.startswith("."))
-            except OSError as e:
-                skipped.append((p, f"cannot be listed ({e.strerror or type(e).__name__})"))
-                continue
-            if has_frames:
-                paths.append(p)
-            else:
-                skipped.append((p, "a folder without frames (.png/.jpg/.jpeg)"))
-        elif p.is_file() and is_video(p):
-            paths.append(p)
-        elif p.name not in OWN_OUTPUTS:
-            skipped.append((p, "neither a frame nor a video"))
-    listed = [f"{p.name}{'/' if p.is_dir() else ''} ({why})" for p, why in skipped]
-    if not paths:
-        raise InputError(
-            f"{path}: no frames (.png/.jpg/.jpeg), videos or sequence folders found"
-            + (f" (skipped: {_shown(listed, 3)})" if skipped else "")
-            + "; point at a folder of frames, a folder of such folders, or a video"
-        )
-    if warn and skipped:
-        log.warning("%s: skipped %d entr%s: %s", path, len(skipped), "y" if len(skipped) == 1 else "ies",
-                    _shown(listed, 10))
-    return Discovery(paths, skipped)
-
-
-def discover(path: Path) -> list[Path]:
-    """The sequence paths of one INPUT (:func:`discover_all` without the skipped list, which it still logs)."""
-    return discover_all(path).paths
 
 
 def prefetch(items: Iterable, depth: int = 4) -> Iterator:

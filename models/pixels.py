@@ -86,10 +86,15 @@ def _bomb_error(path: Path, e: Exception) -> InputError:
                       "decompression-bomb limit, about 9459x9459); downscale the render")
 
 
+UINT16_AMBIGUOUS = 4095  # uint16 arrays whose maximum is at most this need max_value
+
+
 def to_uint8(arr: np.ndarray, max_value: float | None = None, source: str = "<array>") -> np.ndarray:
     """Pixel values to ``uint8`` by the rules of docs/scoring.md, 'Arrays and tensors': never a silent clip.
 
-    uint8 as is; uint16 by ``round(v / 257)``; other integers as is when all lie in 0..255; floats
+    uint8 as is; uint16 by ``round(v / 257)`` when some value exceeds 4095 (below, 8-, 10- and 12-bit data kept
+    in uint16 cannot be told from dark 16-bit data: ``max_value`` must say which); other integers as is when all
+    lie in 0..255; floats
     ``round(255 v)`` when all lie in [0, 1]; with ``max_value``, any integer or float ``round(255 v / max_value)``
     when all lie in [0, max_value]. Anything else (out of range, NaN/inf, bool, other types) is an error.
     """
@@ -117,6 +122,9 @@ def to_uint8(arr: np.ndarray, max_value: float | None = None, source: str = "<ar
                              "divide by the scale's maximum, or pass max_value=<that maximum> (e.g. 255)")
         scale = 255.0
     elif dt == np.uint16:
+        if 0 < hi <= UINT16_AMBIGUOUS:  # 8-, 10- or 12-bit values kept in uint16 would read as nearly black
+            raise InputError(f"{source}: uint16 frames with values only up to {hi} may be 8-, 10- or 12-bit pixels; "
+                             "pass max_value (255, 1023, 4095, or 65535 if they really are 16-bit)")
         scale = 1 / 257.0  # = 255 / 65535, as 16-bit PNGs
     elif lo < 0 or hi > 255:
         raise InputError(f"{source}: {dt} frames hold values {lo}..{hi}, outside 0..255; pass uint16 for 16-bit "

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -77,24 +78,44 @@ def stamp(**extra: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to a temporary file, then rename (upstream's ``output_features.npz`` format)."""
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """``np.savez`` of ``arrays`` (upstream's ``output_features.npz`` format)."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """One float32 array as the bytes of an ``.npy`` file."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr, np.float32))
+    return buf.getvalue()
+
+
+def csv_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    atomic_write_bytes(path, buf.getvalue().encode())
+    return buf.getvalue().encode()
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Strict JSON (NaN -> null), indented."""
+    return (json.dumps(json_safe(obj), indent=2) + "\n").encode()
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    atomic_write_bytes(path, npz_bytes(arrays))
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    atomic_write_bytes(path, csv_bytes(rows, columns))
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Strict JSON (NaN -> null), written atomically."""
-    atomic_write_json(path, json_safe(obj))
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def write_report(folder: Path, stem: str, result: dict[str, Any], md: str) -> None:
@@ -155,6 +176,85 @@ def locked(folder: Path, name: str = ".results.lock") -> Iterator[Path]:
         yield folder
     finally:
         os.close(fd)  # closing releases the lock
+
+
+STAGING = ".staging"  # a results folder's journal: the files of one unit, written in full before any is replaced
+
+
+class Unit:
+    """Several result files replaced as one: every new file is first written in full into ``folder/.staging/``
+    (a full disk fails here, and the folder is left exactly as it was); then a ``COMMIT`` marker is written and
+    the files are renamed into place. A run killed between the marker and the last rename is completed by the next
+    :func:`unit` on that folder, one killed before the marker is rolled back: never a mixed or orphaned set."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.staging = folder / STAGING
+        self.moves: list[tuple[str, str | None]] = []  # (staged file name or None for a removal, final path)
+
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        """Stage ``data`` as the new content of ``path`` (inside the folder)."""
+        self.staging.mkdir(exist_ok=True)
+        staged = f"{len(self.moves):04d}"
+        with open(self.staging / staged, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self.moves.append((staged, str(Path(path).relative_to(self.folder))))
+
+    def write_json(self, path: Path, obj: Any) -> None:
+        self.write_bytes(path, json_bytes(obj))
+
+    def write_csv(self, path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+        self.write_bytes(path, csv_bytes(rows, columns))
+
+    def write_npz(self, path: Path, arrays: dict[str, np.ndarray]) -> None:
+        self.write_bytes(path, npz_bytes(arrays))
+
+    def remove(self, path: Path) -> None:
+        """Remove ``path`` (if it exists) when the unit commits."""
+        self.moves.append(("", str(Path(path).relative_to(self.folder))))
+
+    def commit(self) -> None:
+        if not self.moves:
+            return
+        self.staging.mkdir(exist_ok=True)
+        atomic_write_json(self.staging / "COMMIT", self.moves)
+        _apply(self.folder)
+
+
+def _apply(folder: Path) -> None:
+    """Finish a committed unit (rename every staged file into place, do the removals) or roll back one that was
+    not committed; then remove the staging folder."""
+    staging = folder / STAGING
+    marker = staging / "COMMIT"
+    if marker.is_file():
+        for staged, final in json.loads(marker.read_text()):
+            target = folder / final
+            if not staged:
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+            elif (staging / staged).exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / staged, target)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def unit(folder: Path) -> Iterator[Unit]:
+    """Under the folder's lock: finish or roll back a unit an earlier run left, then stage this one's files and
+    commit them on a normal exit (on an exception nothing is replaced and the staged files are removed)."""
+    with locked(folder):
+        _apply(folder)
+        u = Unit(folder)
+        try:
+            yield u
+        except BaseException:
+            shutil.rmtree(u.staging, ignore_errors=True)
+            raise
+        u.commit()
 
 
 def read_json(path: Path) -> Any:

@@ -20,9 +20,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device={device!r}: not a device; use 'auto', 'cpu' or 'cuda' (or 'cuda:N')") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"device={device!r}: only 'cpu' and 'cuda' are supported; use 'auto', 'cpu' or 'cuda'")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+        raise InputError("device='cuda': no CUDA device is available here; use 'cpu' or 'auto'")
     return dev
 
 
@@ -73,5 +78,16 @@ def set_threads(threads: int) -> None:
 
 
 def setup_logging(quiet: bool = False) -> None:
-    """INFO messages as ``INFO: ...`` on stderr (WARNING and above only when ``quiet``)."""
+    """INFO messages as ``INFO: ...`` on stderr (WARNING and above only when ``quiet``); a library's
+    ``warnings.warn`` (e.g. a ValidityWarning) as one ``WARNING: ...`` line, like a logged warning."""
+    import warnings
+
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s: %(message)s")
+    warnings.showwarning = _one_line
+
+
+def _one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file=None,
+              line: str | None = None) -> None:
+    import sys
+
+    print(f"WARNING: {message}", file=file or sys.stderr)

@@ -15,38 +15,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import app
 from consts import EXAMPLES_DIR, PROJECT_VERSION, RELEASED, ROOT
-from models import frames, results
+from models import discovery, results
 from models.nvs_sqa import run as app_run
 from models.nvs_sqa.validity import Limits
-
-
-def make_seq(folder, n=3, size=(72, 96), seed=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
-    return folder
-
-
-def make_smooth(folder, n=8, size=(80, 96), seed=0):
-    """A smooth moving pattern (no noise, no holes): its only validity warning is its small size."""
-    folder.mkdir(parents=True, exist_ok=True)
-    h, w = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = np.random.default_rng(seed).uniform(40, 200, 3)
-    for i in range(n):
-        r = 60 + 60 * np.sin((xx + 3 * i) / 17.0) + yy / 2
-        fr = np.stack([r + base[0] / 4, r * 0.8 + base[1] / 4, 200 - r * 0.7 + base[2] / 8], -1)
-        Image.fromarray(np.clip(fr, 16, 255).astype(np.uint8)).save(folder / f"{i:04d}.png")
-    return folder
-
-
-def rows_of(path):
-    return list(csv.DictReader(open(path)))
+from tests.sequences import make_seq, make_smooth, rows_of
 
 
 def small_side_warning(side=80):
@@ -89,7 +64,11 @@ def test_examples_score_as_released_without_warnings(tmp_path, released_dir, cap
     rows = {r["name"]: r for r in json.loads((out / "scores.json").read_text())["rows"]}
     assert round(rows["Giraffe+NeRF"]["score"], 4) == -2.0439 and round(rows["Giraffe+IBRNet-C"]["score"], 4) == -2.1063
     assert [(r["mode"], r["warnings"]) for r in rows.values()] == [("single", [])] * 2
-    assert not caplog.records and not (out / "windows.csv").exists()
+    assert not caplog.records
+    kinds = {(r["name"], r["kind"]) for r in csv.DictReader(open(out / "windows.csv"))}
+    assert kinds == {(n, "curve") for n in rows}  # a 120-frame render gets its quality curve by default
+    assert sorted(p.name for p in (out / "curves").iterdir()) == ["Giraffe+IBRNet-C.png", "Giraffe+NeRF.png"]
+    assert [rows[n]["rank"] for n in sorted(rows)] == ["1=", "1="]  # 0.06 JOD apart: under the noise floor
 
 
 def test_validity_warnings_in_table_files_and_log(tmp_path, released_dir, capsys, caplog):
@@ -247,15 +226,14 @@ def test_features_only_leaves_no_stale_scores(tmp_path, released_dir):
     assert sorted(np.load(out / "output_features.npz").files) == ["s1", "s2"]
 
 
-def test_names_print_as_typed_and_duplicates_are_renamed(tmp_path, released_dir, capsys, caplog):
+def test_names_print_as_typed_and_same_names_are_told_apart_by_their_folder(tmp_path, released_dir, capsys):
     a, b = make_smooth(tmp_path / "a" / "1e3"), make_smooth(tmp_path / "b" / "1e3", seed=1)
     c = make_smooth(tmp_path / "c" / "007", seed=2)
     out = tmp_path / "out"
     assert app.main([str(a), str(b), str(c), "--out", str(out), "--quiet"]) == 0
     first_words = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert first_words[2:5] == ["1e3", "1e3-2", "007"]
-    assert [r["name"] for r in rows_of(out / "scores.csv")] == ["1e3", "1e3-2", "007"]
-    assert f"{b}: name '1e3' is taken by {a}; written as '1e3-2'" in caplog.text
+    assert first_words[2:5] == ["a/1e3", "b/1e3", "007"]  # never numbered: each says where it came from
+    assert [r["name"] for r in rows_of(out / "scores.csv")] == ["a/1e3", "b/1e3", "007"]
 
 
 def test_skipped_inputs_are_reported(tmp_path, released_dir, caplog):
@@ -265,8 +243,8 @@ def test_skipped_inputs_are_reported(tmp_path, released_dir, caplog):
     assert app.main([str(tmp_path / "in"), "--window", "4", "--quiet"]) == 1  # out: the input folder
     skipped = json.loads((tmp_path / "in" / "scores.json").read_text())["skipped"]
     assert [(s["path"], s["reason"]) for s in skipped] == [
-        (str(tmp_path / "in" / "empty"), frames.discover_all(tmp_path / "in").skipped[0][1]),
-        (str(tmp_path / "in" / "notes.txt"), "neither a frame nor a video")]
+        (str(tmp_path / "in" / "empty"), discovery.NO_FRAMES),
+        (str(tmp_path / "in" / "notes.txt"), discovery.NOT_A_SEQUENCE)]
     assert "empty/" in caplog.text and "notes.txt" in caplog.text
     assert (tmp_path / "in" / "curves" / "s.png").is_file()
     assert app.main([str(tmp_path / "in"), "--window", "4", "--quiet"]) == 1  # its own outputs: not scored, not listed
@@ -283,7 +261,7 @@ def test_windows_of_a_300_frame_sequence(long_seq, tmp_path, released_model):
     out = tmp_path / "out"
     assert app.main([str(long_seq), "--out", str(out), "--window", "120", "--stride", "60", "--batch-size", "16",
                      "--quiet"]) == 0
-    win = rows_of(out / "windows.csv")
+    win = [r for r in rows_of(out / "windows.csv") if r["kind"] == "score"]
     assert [(r["name"], int(r["start"]), int(r["end"])) for r in win] == [
         ("path300", 0, 120), ("path300", 60, 180), ("path300", 120, 240), ("path300", 180, 300)]
     feats = released_model.frame_features(long_seq, 16)
@@ -310,7 +288,8 @@ def test_auto_windows_beyond_the_validated_length_and_forced_single_pass(tmp_pat
     assert app.main([str(long), "--out", str(out), "--window", "0", "--batch-size", "16", "--quiet"]) == 0
     rows = {r["name"]: r for r in rows_of(out / "scores.csv")}
     assert rows["long"]["mode"] == "single" and not (out / "windows.csv").exists() and not (out / "curves").exists()
-    assert rows["long"]["warnings"] == "41 frames in one pass > 30 (validated: up to 30; use --window auto)"
+    assert rows["long"]["warnings"] == "41 frames in one pass > 30 (validated: up to 30; the default, window auto, " \
+        "scores longer sequences in windows)"
     assert short.is_dir()
 
 

@@ -13,12 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from models.discovery import discover, discover_all
 from models.frames import (
-    NOT_A_FRAME,
-    SUBFOLDER,
     InputError,
-    discover,
-    discover_all,
     natural_key,
     open_array,
     open_frame_folder,
@@ -155,17 +152,6 @@ def test_too_small_frames(tmp_path):
     make_folder(tmp_path, 2, size=(68, 80))
     with pytest.raises(InputError, match=r"80x68, smaller than the 69x69"):
         open_frame_folder(tmp_path, MIN)
-
-
-def test_discover_folder_of_sequences_and_videos(tmp_path):
-    make_folder(tmp_path / "b", 1)
-    make_folder(tmp_path / "a10", 1)
-    make_folder(tmp_path / "a2", 1)
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "v.mp4").write_bytes(b"")
-    assert [p.name for p in discover(tmp_path)] == ["a2", "a10", "b", "v.mp4"]
-    assert discover(tmp_path / "a2") == [tmp_path / "a2"]
-    assert discover_all(tmp_path).skipped == [(tmp_path / "notes", "a folder without frames (.png/.jpg/.jpeg)")]
 
 
 def _write_video(path: Path, frames: list[np.ndarray]) -> None:
@@ -315,79 +301,6 @@ def test_single_frame_array_warns_and_list_of_frames_is_an_array(caplog):
         np.testing.assert_array_equal(first(open_array(a, MIN)), a[None])
     assert "<array>: a single frame" in caplog.text
     np.testing.assert_array_equal(first(open_sequence([a, a], MIN)), np.stack([a, a]))
-
-
-# --------------------------------------------------------------------------------------------- discovery
-def test_frame_folder_with_sub_folders_warns_and_lists_them(tmp_path, caplog):
-    make_folder(tmp_path, 2)
-    make_folder(tmp_path / "b", 1)
-    (tmp_path / "a").mkdir()
-    (tmp_path / ".cache").mkdir()  # hidden: passed over unreported
-    (tmp_path / "notes.txt").write_text("x")
-    (tmp_path / "scores.json").write_text("{}")  # our own output: not reported
-    found = discover_all(tmp_path)
-    assert found.paths == [tmp_path]
-    assert found.skipped == [(tmp_path / "a", SUBFOLDER), (tmp_path / "b", SUBFOLDER),
-                             (tmp_path / "notes.txt", NOT_A_FRAME)]
-    with caplog.at_level(logging.WARNING):
-        seq = open_frame_folder(tmp_path, MIN)
-    assert seq.n_frames == 2 and seq.ignored == ["notes.txt", "a/", "b/"]
-    assert f"{tmp_path}: ignoring 1 non-image file(s): notes.txt" in caplog.text
-    assert f"{tmp_path}: ignoring 2 sub-folder(s) of this frame folder: a/, b/; to score one, pass it as its own " \
-        "input" in caplog.text
-
-
-def test_folder_of_sequences_reports_every_skipped_entry(tmp_path, caplog):
-    make_folder(tmp_path / "a10", 1)
-    make_folder(tmp_path / "a2", 1)
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "a.txt").write_text("x")
-    (tmp_path / "readme.txt").write_text("x")
-    (tmp_path / "v.mp4").write_bytes(b"")
-    (tmp_path / "scores.csv").write_text("our own output: not reported")
-    (tmp_path / ".DS_Store").write_text("hidden: not reported")
-    with caplog.at_level(logging.WARNING):
-        found = discover_all(tmp_path)
-    assert found.paths == [tmp_path / "a2", tmp_path / "a10", tmp_path / "v.mp4"]
-    no_frames = "a folder without frames (.png/.jpg/.jpeg)"
-    assert found.skipped == [(tmp_path / "docs", no_frames), (tmp_path / "notes", no_frames),
-                             (tmp_path / "readme.txt", "neither a frame nor a video")]
-    assert caplog.messages == [f"{tmp_path}: skipped 3 entries: docs/ ({no_frames}), notes/ ({no_frames}), "
-                               "readme.txt (neither a frame nor a video)"]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        assert discover_all(tmp_path, warn=False).skipped == found.skipped
-    assert caplog.messages == []
-
-
-def test_unlistable_sub_folder_is_reported(tmp_path, monkeypatch):
-    make_folder(tmp_path / "ok", 1)
-    (tmp_path / "locked").mkdir()
-    iterdir = Path.iterdir
-
-    def fake(self):
-        if self.name == "locked":
-            raise PermissionError(13, "Permission denied")
-        return iterdir(self)
-
-    monkeypatch.setattr(Path, "iterdir", fake)
-    found = discover_all(tmp_path)
-    assert found.paths == [tmp_path / "ok"]
-    assert found.skipped == [(tmp_path / "locked", "cannot be listed (Permission denied)")]
-    for call in (discover_all, lambda q: open_frame_folder(q, MIN)):
-        with pytest.raises(InputError, match=r"^\S+locked: cannot list this folder \(Permission denied\); check its "
-                           r"permissions$"):
-            call(tmp_path / "locked")
-
-
-def test_nothing_usable_names_what_was_skipped(tmp_path):
-    (tmp_path / "notes").mkdir()
-    (tmp_path / "a.txt").write_text("x")
-    with pytest.raises(InputError, match=r"^\S+: no frames \(\.png/\.jpg/\.jpeg\), videos or sequence folders found "
-                       r"\(skipped: a\.txt \(neither a frame nor a video\), notes/ \(a folder without frames "
-                       r"\(\.png/\.jpg/\.jpeg\)\)\); point at a folder of frames"):
-        discover_all(tmp_path)
 
 
 def test_dot_is_named_after_the_real_folder(tmp_path, monkeypatch):

@@ -20,8 +20,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 SUBPACKAGES = {"nvs_sqa", "evaluation", "training", "preprocess", "crossscore"}
-MAX_FLAT_MODULES = 10  # errors frames pixels video results runtime stats ssim cli + cluster (the submitit executors
-# that preprocess.py, app.py/evaluate.py and train.py all submit through: one shared place, docs/cluster.md)
+MAX_FLAT_MODULES = 11  # errors frames pixels video results runtime stats ssim cli + cluster (the submitit executors
+# that preprocess.py, app.py/evaluate.py and train.py all submit through) + discovery (the render trees on disk and
+# their names, which scoring, the full-reference metrics and the scene report all read)
 MAX_MODULE_LINES = 420
 SCRIPTS = ("app.py", "evaluate.py", "train.py", "preprocess.py", "crossscore.py")
 MAX_SCRIPT_LINES = 170

@@ -61,11 +61,30 @@ def load_rgb(path: Path) -> torch.Tensor:
 def resize_short(img: torch.Tensor, short: int) -> torch.Tensor:
     """Bilinear, antialiased resize of (C, H, W) so that min(H, W) == short (no-op when it already is)."""
     h, w = img.shape[-2:]
-    if short <= 0 or min(h, w) == short:
+    size = resized_size(h, w, short)
+    if size == (h, w):
         return img
-    s = short / min(h, w)
-    size = (max(1, round(h * s)), max(1, round(w * s)))
     return F.interpolate(img[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def resized_size(h: int, w: int, short: int) -> tuple[int, int]:
+    """The (H, W) that :func:`resize_short` gives an (h, w) image."""
+    if short <= 0 or min(h, w) == short:
+        return h, w
+    s = short / min(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def map_to_render(m: np.ndarray, render_hw: tuple[int, int], short: int) -> np.ndarray:
+    """A map made at the model's working size back on the render's own pixel grid: the working map covers the
+    top-left, patch-aligned part of the render resized to ``short``; that part is resampled (bilinear) to the
+    render's scale, and the strip of at most one patch it leaves at the right and bottom repeats the edge."""
+    h0, w0 = render_hw
+    rh, rw = resized_size(h0, w0, short)
+    ch, cw = min(h0, round(m.shape[0] * h0 / rh)), min(w0, round(m.shape[1] * w0 / rw))
+    t = torch.from_numpy(np.ascontiguousarray(m, np.float32))[None, None]
+    up = F.interpolate(t, size=(ch, cw), mode="bilinear", align_corners=False)[0, 0].numpy()
+    return np.pad(up, ((0, h0 - ch), (0, w0 - cw)), mode="edge")
 
 
 def fit_to(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -221,12 +240,11 @@ def load_sample(item: Item, n_ref: int, short: int, crop: int = 0, seed: int | N
 def true_map(q0: torch.Tensor, q: torch.Tensor, g0: torch.Tensor, short: int, render: str, gt: str) -> torch.Tensor:
     """The SSIM map of the resized render ``q`` against its ground truth ``g0`` resized alike; ``q0``/``g0`` are
     the images as read, ``render``/``gt`` their names for the error of two sizes."""
-    g = resize_short(g0, short)
-    if g.shape != q.shape:  # the sizes of the files (not after resizing): what the user can check and fix
+    if g0.shape != q0.shape:  # the sizes of the files, before any resizing: what the user can check and fix
         raise InputError(f"{gt}: ground truth is {g0.shape[2]}x{g0.shape[1]} but render {render} is "
                          f"{q0.shape[2]}x{q0.shape[1]} (width x height); a render and its ground truth must have "
                          "one size")
-    return ssim_target(q[None], g[None])[0]
+    return ssim_target(q[None], resize_short(g0, short)[None])[0]
 
 
 def fit_sample(q: torch.Tensor, refs: Sequence[torch.Tensor], target: torch.Tensor | None,

@@ -19,18 +19,22 @@ def turbo(m: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
     return (colormaps["turbo"](x)[..., :3] * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
+def png_bytes(rgb: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def write_npy(path: Path, arr: np.ndarray) -> None:
+def _png(fig, dpi: int) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
     buf = io.BytesIO()
-    np.save(buf, np.asarray(arr, np.float32))
-    atomic_write_bytes(path, buf.getvalue())
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def to_hwc(img) -> np.ndarray:
@@ -39,10 +43,9 @@ def to_hwc(img) -> np.ndarray:
     return (np.clip(a.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def write_figure(path: Path, query: np.ndarray, pred: np.ndarray, refs: Sequence[np.ndarray],
-                 true: np.ndarray | None = None, title: str = "", ref_names: Sequence[str] = (),
-                 dpi: int = 72) -> None:
-    """Query, predicted map (with its mean), the true map when known, and the references used."""
+def figure_png(query: np.ndarray, pred: np.ndarray, refs: Sequence[np.ndarray], true: np.ndarray | None = None,
+               title: str = "", ref_names: Sequence[str] = (), dpi: int = 72) -> bytes:
+    """Query, predicted map (with its mean and a colour bar), the true map when known, and the references used."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,8 +58,9 @@ def write_figure(path: Path, query: np.ndarray, pred: np.ndarray, refs: Sequence
         ax.axis("off")
     axes[0, 0].imshow(query)
     axes[0, 0].set_title("query", fontsize=9)
-    axes[0, 1].imshow(pred, cmap="turbo", vmin=0, vmax=1)
+    shown = axes[0, 1].imshow(pred, cmap="turbo", vmin=0, vmax=1)
     axes[0, 1].set_title(f"predicted SSIM map, mean {float(np.mean(pred)):.3f}", fontsize=9)
+    fig.colorbar(shown, ax=axes[0, 1], fraction=0.046, pad=0.04).ax.tick_params(labelsize=7)
     if true is not None:
         axes[0, 2].imshow(true, cmap="turbo", vmin=0, vmax=1)
         axes[0, 2].set_title(f"true SSIM map, mean {float(np.mean(true)):.3f}", fontsize=9)
@@ -65,16 +69,17 @@ def write_figure(path: Path, query: np.ndarray, pred: np.ndarray, refs: Sequence
         axes[1, i].set_title(ref_names[i] if i < len(ref_names) else f"reference {i + 1}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return _png(fig, dpi)
 
 
-def write_attention_figure(path: Path, query: np.ndarray, refs: Sequence[np.ndarray], attn: np.ndarray,
-                           patches: Sequence[tuple[int, int]], patch: int = 14, ref_names: Sequence[str] = (),
-                           dpi: int = 72) -> None:
+def write_figure(path: Path, *args, **kwargs) -> None:
+    """:func:`figure_png`, written atomically to ``path``."""
+    atomic_write_bytes(path, figure_png(*args, **kwargs))
+
+
+def attention_png(query: np.ndarray, refs: Sequence[np.ndarray], attn: np.ndarray,
+                  patches: Sequence[tuple[int, int]], patch: int = 14, ref_names: Sequence[str] = (),
+                  dpi: int = 72) -> bytes:
     """One row per chosen query patch: the query with the patch boxed, then each reference with that patch's
     cross-attention (``attn``: (P, N_ref, Nh, Nw), one head of the last decoder layer) over it."""
     import matplotlib
@@ -100,8 +105,4 @@ def write_attention_figure(path: Path, query: np.ndarray, refs: Sequence[np.ndar
             axes[row, 1 + i].set_title(f"{name}: {attn[row, i].sum():.2f} of the attention", fontsize=8)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return _png(fig, dpi)

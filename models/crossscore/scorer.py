@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from consts import CROSSSCORE_DEMO_MODEL, CROSSSCORE_N_REF
+from consts import CROSSSCORE_DEMO_MODEL, CROSSSCORE_DEMO_WARNING, CROSSSCORE_N_REF
 from models.crossscore.checkpoint import load_model, short_side_for
 from models.crossscore.data import (
     Sample,
@@ -33,7 +34,7 @@ from models.crossscore.data import (
 )
 from models.crossscore.evaluate import autocast_for, check_precision, net_predictor
 from models.crossscore.network import CrossScoreNet
-from models.errors import InputError
+from models.errors import InputError, ValidityWarning
 from models.pixels import to_uint8
 from models.runtime import resolve_device
 
@@ -133,6 +134,9 @@ class CrossScore:
         check_precision(precision)  # before the weights are read
         dev = resolve_device(device)
         net, info = load_model(path, backbone)
+        if Path(path).resolve() == CROSSSCORE_DEMO_MODEL.resolve():  # said every time it is used
+            info["warning"] = CROSSSCORE_DEMO_WARNING
+            warnings.warn(CROSSSCORE_DEMO_WARNING, ValidityWarning, stacklevel=2)
         return cls(net, dev, precision, short_side_for(short_side, str(path)), n_ref, seed, info)
 
     # ------------------------------------------------------------------------------------------ inputs

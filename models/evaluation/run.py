@@ -201,8 +201,9 @@ def save_regressor(cfg: EvalConfig, model: Any, reg: Any, out: Path) -> str:
 
 def run_degrade(cfg: EvalConfig, out: Path) -> list[str]:
     """The degradation benchmark; returns the lines to print."""
+    from models.discovery import discover
     from models.evaluation.degrade import feature_similarity, plot_degradations, prepare_clip, run_degradations
-    from models.frames import discover, open_sequence
+    from models.frames import open_sequence
     from models.nvs_sqa import MIN_FRAME_SIZE
     from models.nvs_sqa.checkpoint import load_regressor
     from models.results import stamp, table, write_csv, write_json

@@ -18,8 +18,9 @@ from models.runtime import DEVICES
 class AppConfig:
     """Options of one scoring run (all flags of app.py)."""
 
-    inputs: list[str] = opt([str(EXAMPLES_DIR)], "a folder of frames, a folder of such folders, or a video "
-                            "(default: examples/)", positional=True, metavar="INPUT")
+    inputs: list[str] = opt([str(EXAMPLES_DIR)], "a folder of frames, a video, or a folder holding such at any "
+                            "depth (scene/method[/frames], 3DGS test/ours_N/renders, NerfBaselines color/; "
+                            "default: examples/)", positional=True, metavar="INPUT")
     out: str | None = opt(None, "output folder; results already there are kept and merged by name (default: the "
                           "input folder; with several inputs, the current one)")
     checkpoint: str | None = opt(None, "checkpoint folder with config.json + model.pth: a path, else a name under "
@@ -36,6 +37,10 @@ class AppConfig:
                       "window scores", metavar="auto|0|N")
     stride: int = opt(0, "frames between window starts (0 = default: the validated stride with --window auto, N/2 "
                       "with --window N)", min=0)
+    name: str | None = opt(None, "the name to write the results under, when the input is one sequence (default: "
+                           "its path relative to the input: scene/method)")
+    redo: bool = opt(False, "score again what --out already holds from the same source with the same checkpoint, "
+                     "precision and settings (default: skip it)")
     features_only: bool = opt(False, "write features only, no JOD scores (checkpoints without regressor.json)")
     sort: str = opt("natural", "frame order within a folder: natural (frame2 before frame10) | plain (upstream's "
                     "sorted())", choices=("natural", "plain"))

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from models.errors import InputError
+from models.errors import InputError, ValidityWarning
 from models.frames import FrameSequence, SortOrder, open_sequence, prefetch
 from models.nvs_sqa.network import MIN_FRAME_SIZE, Regressor, SequenceModel, optimize_for_inference
 from models.nvs_sqa.precision import apply_precision, exact_float32, resolve_precision
-from models.nvs_sqa.validity import FrameStats, Limits
+from models.nvs_sqa.validity import FrameStats, Limits, check
 from models.nvs_sqa.windows import WindowedScore, WindowPlan, plan_windows
 from models.runtime import resolve_device
 
@@ -24,6 +26,41 @@ from models.runtime import resolve_device
 log = logging.getLogger(__name__)
 
 Source = str | Path | list | np.ndarray | torch.Tensor | FrameSequence
+
+
+class Score(float):
+    """A JOD score (a float) that carries how it was made (``mode``) and why it may not be trusted (``warnings``:
+    empty inside the validated range)."""
+
+    def __new__(cls, value: float, warnings: list[str] | None = None, mode: str = "single") -> Score:
+        obj = super().__new__(cls, value)
+        obj.warnings, obj.mode = list(warnings or []), mode
+        return obj
+
+
+@dataclass
+class Assessment:
+    """One sequence assessed as app.py reports it: the 384-d feature, the score and how it was made (``windowed``;
+    None without a regressor), the quality curve along the path (``curve``: short windows, for sequences of
+    ``Limits.curve_min_frames`` frames or more) and the validity warnings."""
+
+    name: str
+    source: str
+    n_frames: int
+    width: int
+    height: int
+    feature: np.ndarray
+    windowed: WindowedScore | None
+    curve: WindowedScore | None
+    warnings: list[str]
+
+    @property
+    def score(self) -> float | None:
+        return None if self.windowed is None else self.windowed.score
+
+    @property
+    def mode(self) -> str:
+        return self.windowed.mode if self.windowed is not None else "features"
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt() parameters (malloc.h)
@@ -208,15 +245,50 @@ class NVSSQA:
                 f"{self.info.get('path', 'checkpoint')}: has no regressor.json, so no JOD score; use features() "
                 "for the 384-d representation, or fit a regressor with evaluate.py --save-regressor"
             )
-        return self.regressor.predict(np.atleast_2d(feats))
+        x = np.atleast_2d(np.asarray(feats))
+        dim = len(self.regressor.coef)  # 384 for the released model
+        if x.ndim != 2 or x.shape[1] != dim or x.dtype.kind not in "fiu":
+            raise InputError(f"feats: expected ({dim},) or (N, {dim}) numbers (what features() returns), got shape "
+                             f"{np.shape(feats)} of {x.dtype}")
+        return self.regressor.predict(x)
+
+    def assess(self, source: Source, window: int | str | None = "auto", stride: int = 0, batch_size: int = 4,
+               progress: bool = False, sort: SortOrder = "natural", dim_order: str = "THWC",
+               max_value: float | None = None, features_only: bool = False, curve: bool = True,
+               limits: Limits | None = None) -> Assessment:  # fmt: skip
+        """Everything app.py reports about one sequence, computed once: the encoder runs once per frame; the plan
+        (:func:`~models.nvs_sqa.windows.plan_windows`) gives the score, the curve's own short windows give the
+        quality along the path, and :func:`~models.nvs_sqa.validity.check` the warnings (the one validity path of
+        app.py and the API). ``features_only`` (or a checkpoint without regressor): no score, no curve."""
+        lim = limits or Limits.load()
+        seq = self.open(source, sort, dim_order, max_value)
+        stats = FrameStats()
+        feats = self.frame_features(seq, batch_size, progress, stats=stats)
+        plan = plan_windows(len(feats), _window(window), stride, lim)
+        reps = self.window_representations(feats, plan)
+        feature = reps[0] if plan.single else reps.mean(axis=0)  # the ridge is linear: predict(mean) = mean score
+        scored = not features_only and self.regressor is not None
+        windowed = WindowedScore(seq.name, plan, self.predict(reps)) if scored else None
+        path = None
+        if scored and curve and len(feats) >= lim.curve_min_frames:
+            cplan = plan_windows(len(feats), lim.curve_window, lim.curve_stride, lim)
+            path = WindowedScore(seq.name, cplan, self.predict(self.window_representations(feats, cplan)))
+        reasons = check(len(feats), seq.width, seq.height, windowed.score if windowed else None, stats, lim,
+                        window=plan.window) + list(seq.warnings)  # fmt: skip
+        return Assessment(seq.name, seq.source, len(feats), seq.width, seq.height, feature, windowed, path, reasons)
 
     def score(self, source: Source, batch_size: int = 4, progress: bool = False, window: int | str | None = "auto",
               stride: int = 0, sort: SortOrder = "natural", dim_order: str = "THWC",
-              max_value: float | None = None) -> float:
-        """JOD score (offset by the reference; higher is better) of one sequence; ``window`` and ``stride`` as in
-        :meth:`score_features`."""
-        feats = self.frame_features(source, batch_size, progress, sort=sort, dim_order=dim_order, max_value=max_value)
-        return self.score_features(feats, window, stride).score
+              max_value: float | None = None) -> Score:
+        """JOD score (offset by the reference; higher is better) of one sequence, ``window`` and ``stride`` as in
+        :meth:`score_features`; a :class:`Score` (a float) with ``.warnings`` and ``.mode``. A score outside the
+        validated range also raises a :class:`~models.errors.ValidityWarning` (``warnings.warn``), saying why."""
+        if self.regressor is None:
+            self.predict(np.zeros(384, np.float32))  # the one-line "no regressor" error
+        a = self.assess(source, window, stride, batch_size, progress, sort, dim_order, max_value, curve=False)
+        for reason in a.warnings:
+            warnings.warn(f"{a.name}: outside the validated range: {reason}", ValidityWarning, stacklevel=2)
+        return Score(a.score, a.warnings, a.mode)  # type: ignore[arg-type]
 
 
 def _window(window: int | str | None) -> int | None:

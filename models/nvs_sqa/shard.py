@@ -20,7 +20,7 @@ from typing import Any
 from models import results as res
 from models.errors import InputError
 from models.nvs_sqa.app_config import AppConfig
-from models.nvs_sqa.outputs import CURVES, FEATURES, FEATURES_META, SCORES_JSON, WINDOWS_CSV, write_results
+from models.nvs_sqa.outputs import FEATURES, FEATURES_META, SCORES_JSON, WINDOWS_CSV, curve_file, write_results
 
 log = logging.getLogger("app")
 MANIFEST = "shard.json"
@@ -113,6 +113,7 @@ def merge(out: Path, dirs: list[Path]) -> int:
     failed: list[str] = []
     skipped: list[dict[str, Any]] = []
     meta0: dict[str, Any] = {}
+    sequences: dict[str, Any] = {}  # per name: source, fingerprint, settings (what a rerun compares with)
     for d, man in shards:
         meta = res.read_json(d / FEATURES_META) or {}
         meta0 = meta0 or meta
@@ -128,13 +129,15 @@ def merge(out: Path, dirs: list[Path]) -> int:
             order[name] = r["order"]
             feats[name] = shard_feats[name]
             rows.append(shard_rows.get(name, {"name": name}))
-            if (d / CURVES / f"{name}.png").is_file():
-                curves[name] = (d / CURVES / f"{name}.png").read_bytes()
+            if name in meta.get("sequences", {}):
+                sequences[name] = meta["sequences"][name]
+            if curve_file(d, name).is_file():
+                curves[name] = curve_file(d, name).read_bytes()
         windows += [w for w in res.read_csv(d / WINDOWS_CSV) if w["name"] in order]
         failed += [f for f in meta.get("failed", []) if f not in failed]
         skipped += [s for s in meta.get("skipped", []) if s not in skipped]
-        merged_from.append({"dir": str(d), "shard": f"{man['shard']}/{man['of']}",
-                            "features_sha256": res.sha256_file(d / FEATURES)})
+        merged_from.append({"dir": str(d), "shard": f"{man['shard']}/{man['of']}", "sequences": len(man["rows"]),
+                            "features_sha256": res.sha256_file(d / FEATURES) if man["rows"] else None})
     rows.sort(key=lambda r: order[r["name"]])
     windows.sort(key=lambda w: order[w["name"]])
     config = {**meta0.get("config", {}), "shard": None, "out": str(out)}
@@ -142,7 +145,7 @@ def merge(out: Path, dirs: list[Path]) -> int:
     info = {k: shards[0][1][k] for k in ("checkpoint_sha256", "regressor_sha256")}
     res.check_creatable(out)
     kept = write_results(out, rows, {n: feats[n] for n in sorted(feats, key=order.get)}, windows, curves, meta,
-                         info, features_only)  # fmt: skip
+                         info, features_only, sequences)  # fmt: skip
     print(f"merged {len(shards)} shards ({len(rows)} sequences) into {out}"
           + (f" (kept {kept} earlier sequence(s))" if kept else ""))
     return 1 if failed or skipped else 0

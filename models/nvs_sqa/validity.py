@@ -8,7 +8,8 @@ warning that names what is outside and the validated range; nothing is silently 
 Frame statistics are gathered while the frames stream through the scorer (:class:`FrameStats`), on a subsample,
 so the checks cost well under a millisecond a frame:
 
-- dark fraction: share of pixels whose brightest channel is at most ``DARK_LEVEL`` (holes in a render);
+- background fraction: share of flat black or white pixels — every channel at most ``DARK_LEVEL`` or at least
+  ``WHITE_LEVEL`` (holes in a render, or an empty background, which renders show as either);
 - noise: Immerkær's (1996) estimate of the standard deviation of white noise (0–255 scale), on the central crop.
 """
 
@@ -25,7 +26,8 @@ import numpy as np
 from models.errors import InputError
 
 LIMITS_FILE = Path(__file__).with_name("validity_v1.json")
-DARK_LEVEL = 8  # 0–255: a pixel this dark in every channel counts as a hole
+DARK_LEVEL = 8  # 0–255: a pixel this dark in every channel counts as a hole / black background
+WHITE_LEVEL = 247  # 0–255: a pixel this bright in every channel counts as white background
 NOISE_CROP = 256  # px: side of the central crop the noise estimate reads
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
@@ -44,9 +46,14 @@ class Limits:
     max_side: int  # px
     score_min: float  # range of the 240 benchmark labels (offset JOD)
     score_max: float
-    max_dark_fraction: float  # mean share of hole pixels
+    max_background_fraction: float  # mean share of flat black or white pixels (holes, empty background)
     max_noise_sigma: float  # estimated noise sigma, 0–255
     tolerance_jod: float  # the stability criterion the limits were chosen by
+    noise_floor_jod: float  # the smallest meaningful score difference: what invisible changes move a score by
+    curve_window: int  # frames per window of the quality curve (short: a 120-frame render gets a curve)
+    curve_stride: int
+    curve_min_frames: int  # sequences this long or longer get a quality curve
+    curve_noise_floor_jod: float  # the same floor for one window of the curve
     measured_by: str
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -88,12 +95,12 @@ class FrameStats:
     """Running statistics of a sequence's frames (uint8 HWC), gathered as they stream past."""
 
     n: int = 0
-    dark: float = 0.0  # sum of per-frame dark fractions
+    background: float = 0.0  # sum of per-frame fractions of flat black or white pixels
     noise: list[float] = field(default_factory=list)
 
     def update(self, frame: np.ndarray) -> None:
         sub = frame[::4, ::4]
-        self.dark += float((sub.max(axis=2) <= DARK_LEVEL).mean())
+        self.background += float(((sub.max(axis=2) <= DARK_LEVEL) | (sub.min(axis=2) >= WHITE_LEVEL)).mean())
         h, w = frame.shape[:2]
         c = min(NOISE_CROP, h, w)
         y0, x0 = (h - c) // 2, (w - c) // 2
@@ -108,8 +115,8 @@ class FrameStats:
             yield f
 
     @property
-    def dark_fraction(self) -> float:
-        return self.dark / self.n if self.n else 0.0
+    def background_fraction(self) -> float:
+        return self.background / self.n if self.n else 0.0
 
     @property
     def noise_sigma(self) -> float:
@@ -117,9 +124,9 @@ class FrameStats:
 
 
 def check(n_frames: int, width: int, height: int, score: float | None, stats: FrameStats | None = None,
-          limits: Limits | None = None) -> list[str]:
-    """The reasons a score is outside the validated range (empty: inside). Each reason names what is outside
-    and the validated range. Length beyond ``max_frames`` is not a reason when the sequence was windowed."""
+          limits: Limits | None = None, window: int = 0) -> list[str]:
+    """The reasons a score is outside the validated range (empty: inside). Each reason names what is outside and
+    the validated range. ``window``: the window the score was made with (0: one pass over all frames)."""
     lim = limits or Limits.load()
     out = []
     if n_frames < lim.min_frames:
@@ -129,10 +136,41 @@ def check(n_frames: int, width: int, height: int, score: float | None, stats: Fr
         out.append(f"shorter side {side} px outside the validated {lim.min_side}-{lim.max_side} px")
     if score is not None and not lim.score_min <= score <= lim.score_max:
         out.append(f"score {score:.2f} outside the benchmark labels' range {lim.score_min:.2f}..{lim.score_max:.2f}")
+    if window == 0 and n_frames > lim.max_frames:
+        out.append(f"{n_frames} frames in one pass > {lim.max_frames} (validated: up to {lim.max_frames}; the "
+                   "default, window auto, scores longer sequences in windows)")
+    if window and not lim.min_frames <= window <= lim.max_frames:
+        out.append(f"windows of {window} frames outside the validated {lim.min_frames}-{lim.max_frames}")
     if stats is not None and stats.n:
-        if stats.dark_fraction > lim.max_dark_fraction:
-            out.append(f"{stats.dark_fraction:.0%} of the pixels are black holes (validated: up to "
-                       f"{lim.max_dark_fraction:.0%})")
+        if stats.background_fraction > lim.max_background_fraction:
+            out.append(f"{stats.background_fraction:.0%} of the pixels are flat black or white (holes or empty "
+                       f"background; validated: up to {lim.max_background_fraction:.0%})")
         if stats.noise_sigma > lim.max_noise_sigma:
             out.append(f"estimated noise sigma {stats.noise_sigma:.1f} > {lim.max_noise_sigma:g} (0-255 scale)")
+    return out
+
+
+def scene_of(name: str) -> str:
+    """The scene a sequence's score is compared within: the folder part of a ``scene/method`` name, else the part
+    before ``+`` of upstream's ``Scene+Method`` names, else one scene for all."""
+    if "/" in name:
+        return name.rsplit("/", 1)[0]
+    return name.split("+", 1)[0] if "+" in name else ""
+
+
+def tie_ranks(scores: dict[str, float], floor: float) -> dict[str, str]:
+    """Rank of each sequence within its scene, highest score first; sequences less than ``floor`` JOD below the
+    first of their group share its rank, marked ``=`` (a difference under the noise floor is not a difference)."""
+    out: dict[str, str] = {}
+    scenes: dict[str, list[str]] = {}
+    for name in scores:
+        scenes.setdefault(scene_of(name), []).append(name)
+    for names in scenes.values():
+        order = sorted(names, key=lambda n: -scores[n])
+        i = 0
+        while i < len(order):
+            group = [order[i]] + [n for n in order[i + 1:] if scores[order[i]] - scores[n] < floor]
+            for n in group:
+                out[n] = f"{i + 1}{'=' if len(group) > 1 else ''}"
+            i += len(group)
     return out

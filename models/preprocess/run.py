@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -97,13 +96,3 @@ def run(cfg: PreprocessConfig) -> int:
         print("interrupted: run the same command again to resume (the unfinished job is redone)", file=sys.stderr)
         return 130
     return 1 if any(r["status"] in (FAILED, INTERRUPTED, pc.RUNNING_ELSEWHERE) for r in rows) else 0
-
-
-def _sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # same clean stop as Ctrl-C: the child is terminated, the job redone next run
-
-
-def stop_on_sigterm() -> None:
-    """Make SIGTERM (a scheduler's or ``kill``'s stop) behave like Ctrl-C: the running child is terminated,
-    the summary written and the unfinished job redone by the next run. For the script's process only."""
-    signal.signal(signal.SIGTERM, _sigterm)

@@ -81,16 +81,27 @@ def test_predict_outputs(data, model, tmp_path):
                           "--out", str(out), "--quiet"])
     assert rc == 0
     rows = list(csv.DictReader(open(out / "scores.csv")))
-    assert [r["image"] for r in rows] == [str(q / f"a{i}.png") for i in range(3)]
+    assert [(r["image"], r["source"]) for r in rows] == [(f"a{i}.png", str(q / f"a{i}.png")) for i in range(3)]
     for r in rows:
         m = np.load(out / r["map_npy"])
         assert m.shape == (28, 42) and float(r["pred_ssim"]) == pytest.approx(float(m.mean()), abs=1e-6)
+        assert (r["width"], r["height"], r["working_width"], r["working_height"]) == ("42", "28", "42", "28")
         assert 0 <= float(r["true_ssim"]) <= 1
         assert r["references"].split(";") == [str(data / "scene" / "b" / "gt" / f"b{i}.png") for i in range(3)]
         assert Image.open(out / r["map_png"]).size == (42, 28)
         assert (out / r["figure"]).is_file()
     meta = json.loads((out / "scores.json").read_text())
     assert meta["config"]["n_ref"] == 5 and meta["checkpoint_sha256"]
+    # a second predict into the same --out merges by name; another file under a taken name is refused
+    other = data / "scene" / "a" / "renders" / "flat"
+    assert crossscore.main(["predict", str(other / "a0.png"), "--references", str(data / "scene" / "b" / "gt"),
+                            "--checkpoint", str(model / "model"), "--out", str(out), "--quiet"]) == 2
+    again = ["predict", str(q / "a1.png"), "--references", str(data / "scene" / "b" / "gt"), "--checkpoint",
+             str(model / "model"), "--out", str(out), "--quiet"]  # fmt: skip
+    assert crossscore.main(again) == 0
+    merged = list(csv.DictReader(open(out / "scores.csv")))
+    assert [r["image"] for r in merged] == ["a0.png", "a2.png", "a1.png"] and merged[2]["true_ssim"] == ""
+    assert len(list(csv.DictReader(open(out / "scores_upstream.csv")))) == 3 and not (out / ".staging").exists()
 
 
 def test_test_command_tables(data, model, tmp_path):
@@ -119,6 +130,9 @@ def test_bad_input_one_line_errors(data, model, tmp_path, capsys):
         # the sizes of the files, not of the images resized to --short-side 56 (93x56 and 84x56)
         (["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--gt", str(tmp_path / "big.png"),
           "--short-side", "56"] + ck, ": ground truth is 50x30 but render "),
+        # the same aspect ratio at twice the size: equal once resized to a short side, refused all the same
+        (["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--gt", str(tmp_path / "twice.png"),
+          "--short-side", "28"] + ck, ": ground truth is 84x56 but render "),
         (["predict", q, "--references", str(data / "scene" / "b" / "gt"), "--checkpoint", "no-such-model", "--quiet"],
          "error: --checkpoint no-such-model: not found (looked in: "),
         (["demo-data", "--sources", str(EXAMPLES_DIR / "Giraffe+NeRF"), "--out", str(tmp_path / "big.png" / "d")],
@@ -129,6 +143,7 @@ def test_bad_input_one_line_errors(data, model, tmp_path, capsys):
     only.mkdir()
     Image.open(q).save(only / "a0.png")
     Image.new("RGB", (50, 30)).save(tmp_path / "big.png")
+    Image.new("RGB", (84, 56)).save(tmp_path / "twice.png")
     (tmp_path / "x.ckpt").write_bytes(b"\x00" * 64)
     for argv, msg in cases:
         capsys.readouterr()
@@ -193,7 +208,10 @@ def test_committed_demo_model_predicts_by_default(tmp_path, capsys):
     assert crossscore.main(["predict", str(frames[21]), "--references", str(refs), "--out", str(out), "--quiet"]) == 0
     meta = json.loads((out / "scores.json").read_text())
     assert meta["checkpoint_sha256"] == CROSSSCORE_DEMO_SHA256 and meta["pos_interp"] == "hf-4.33"
-    assert np.load(out / "maps" / f"{frames[21].stem}.npy").shape[0] == 112  # trained at 112: predicts at 112
+    row = meta["rows"][0]
+    assert (row["working_height"], row["width"], row["height"]) == (112, 960, 768)  # made at 112, shown at 768
+    assert np.load(out / "maps" / f"{frames[21].stem}.npy").shape == (768, 960)
+    assert "the CrossScore demonstration model" in capsys.readouterr().err and meta["warning"].startswith("the Cr")
     capsys.readouterr()
     assert crossscore.main(["predict", str(frames[21]), "--references", str(refs), "--checkpoint",
                             str(tmp_path / "crossscore-demo.pth"), "--quiet"]) == 2

@@ -130,3 +130,25 @@ def test_the_cli_says_flags_for_parameters():
     assert crossscore.as_flags("refs: a folder typed as --references refs", cfg).startswith("refs: ")
     test = crossscore.parse_args(["test", "--data", "data"])
     assert crossscore.as_flags("data: no such dataset folder", test) == "data: no such dataset folder"  # a path
+
+
+def test_maps_go_back_to_the_renders_own_pixels():
+    from models.crossscore.data import map_to_render, resized_size
+
+    assert resized_size(60, 80, 56) == (56, 75) and resized_size(60, 80, 0) == (60, 80)
+    flat = map_to_render(np.full((56, 70), 0.25, np.float32), (60, 80), 56)
+    assert flat.shape == (60, 80) and np.all(flat == 0.25)
+    ramp = np.tile(np.arange(70, dtype=np.float32), (56, 1))  # 70 of the resized 75 columns are covered
+    up = map_to_render(ramp, (60, 80), 56)
+    covered = round(70 * 80 / 75)
+    assert up.shape == (60, 80) and np.all(up[:, covered:] == up[:, covered - 1:covered])  # the strip repeats the edge
+    assert np.all(np.diff(up[0, :covered]) >= 0) and up[0, 0] == pytest.approx(0.0, abs=0.5)
+
+
+def test_the_demo_model_says_what_it_is_every_time():
+    from models.crossscore import CrossScore
+    from models.errors import ValidityWarning
+
+    with pytest.warns(ValidityWarning, match="the CrossScore demonstration model"):
+        cs = CrossScore.from_checkpoint()
+    assert cs.info["warning"].startswith("the CrossScore demonstration model")

@@ -125,9 +125,11 @@ def test_full_size_upstream_checkpoint_predicts(upstream_ckpt, tmp_path):
     assert crossscore.main(["predict", str(q), "--references", str(refs), "--checkpoint", str(path),
                             "--short-side", "56", "--out", str(out), "--quiet"]) == 0
     m = np.load(out / "maps" / "render.npy")
-    assert m.shape == (56, 70) and 0 <= m.min() and m.max() <= 1  # 56x74 -> 4x5 patches of 14
+    assert m.shape == (60, 80) and 0 <= m.min() and m.max() <= 1  # the render's own size
+    row = __import__("json").loads((out / "scores.json").read_text())["rows"][0]
+    assert (row["working_height"], row["working_width"]) == (56, 70)  # 56x74 -> 4x5 patches of 14
     rows = list(__import__("csv").DictReader((out / "scores_upstream.csv").open()))
-    assert float(rows[0]["pred_ssim_0_1"]) == pytest.approx(float(m.mean()), abs=1e-4)
+    assert float(rows[0]["pred_ssim_0_1"]) == pytest.approx(row["pred_ssim"], abs=1e-4)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "wrong_shape", "missing_key"])

@@ -16,7 +16,8 @@ from models.nvs_sqa.validity import LIMITS_FILE, FrameStats, Limits, check, nois
 from models.nvs_sqa.windows import WindowedScore, plan_windows, window_starts
 
 LIM = Limits(version="t", min_frames=6, max_frames=360, window=240, stride=120, min_side=576, max_side=1152,
-             score_min=-16.0, score_max=1.4, max_dark_fraction=0.1, max_noise_sigma=2.0, tolerance_jod=0.15,
+             score_min=-16.0, score_max=1.4, max_background_fraction=0.1, max_noise_sigma=2.0, tolerance_jod=0.15,
+             noise_floor_jod=0.1, curve_window=30, curve_stride=15, curve_min_frames=60, curve_noise_floor_jod=0.2,
              measured_by="test")  # fmt: skip
 
 
@@ -77,13 +78,18 @@ def test_noise_estimate_measures_white_noise():
     assert noise_sigma(flat + rng.normal(0, 10, flat.shape)) == pytest.approx(10.0, rel=0.03)
 
 
-def test_frame_stats_dark_fraction_and_noise():
+def test_frame_stats_background_fraction_and_noise():
     frame = np.full((64, 64, 3), 200, np.uint8)
     frame[:, :32] = 0  # left half: a hole
     st = FrameStats()
     out = list(st.watch([frame, frame]))
     assert len(out) == 2 and out[0] is frame  # frames pass through unchanged
-    assert st.n == 2 and st.dark_fraction == 0.5
+    assert st.n == 2 and st.background_fraction == 0.5
+    white = np.full((64, 64, 3), 250, np.uint8)  # an empty white background counts like a black one
+    white[:32] = 120
+    st = FrameStats()
+    list(st.watch([white]))
+    assert st.background_fraction == 0.5
     assert st.noise_sigma >= 0.0
 
 
@@ -94,10 +100,25 @@ def test_check_names_what_is_outside_and_the_range():
     assert reasons == ["2 frames < 6 (validated: 6+ frames)",
                        "shorter side 192 px outside the validated 576-1152 px",
                        "score 4.50 outside the benchmark labels' range -16.00..1.40"]
-    dark = FrameStats(n=1, dark=0.5, noise=[5.0])
+    dark = FrameStats(n=1, background=0.5, noise=[5.0])
     assert check(120, 960, 768, -2.0, dark, lim) == [
-        "50% of the pixels are black holes (validated: up to 10%)",
+        "50% of the pixels are flat black or white (holes or empty background; validated: up to 10%)",
         "estimated noise sigma 5.0 > 2 (0-255 scale)"]
+    assert check(400, 960, 768, -2.0, None, lim) == [
+        "400 frames in one pass > 360 (validated: up to 360; the default, window auto, scores longer sequences in "
+        "windows)"]
+    assert check(400, 960, 768, -2.0, None, lim, window=240) == []
+    assert check(400, 960, 768, -2.0, None, lim, window=4) == ["windows of 4 frames outside the validated 6-360"]
+
+
+def test_ranks_within_a_scene_tie_under_the_noise_floor():
+    from models.nvs_sqa.validity import scene_of, tie_ranks
+
+    assert [scene_of(n) for n in ("a/b/c", "Giraffe+NeRF", "x")] == ["a/b", "Giraffe", ""]
+    scores = {"s/a": -1.0, "s/b": -1.05, "s/c": -1.5, "t/a": -3.0, "Giraffe+NeRF": -2.04, "Giraffe+IBRNet-C": -2.11}
+    assert tie_ranks(scores, 0.1) == {"s/a": "1=", "s/b": "1=", "s/c": "3", "t/a": "1", "Giraffe+NeRF": "1=",
+                                      "Giraffe+IBRNet-C": "1="}
+    assert tie_ranks(scores, 0.05)["Giraffe+IBRNet-C"] == "2" and tie_ranks(scores, 0.0)["s/b"] == "2"
 
 
 def test_committed_limits_are_the_measured_ones():
