@@ -22,9 +22,10 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $(STAMP)
 
-## setup: venv + released NVS-SQA weights (downloaded, sha256-verified, unpacked into checkpoints/)
+## setup: venv + released NVS-SQA weights and the LPIPS/DISTS weights (downloaded, sha256-verified, into checkpoints/)
 setup: $(STAMP)
 	$(PY) -m models.nvs_sqa.checkpoint
+	$(PY) -m models.fullref.weights
 
 ## demo: score the two example sequences
 demo: setup
@@ -163,3 +164,10 @@ crossscore-demo: $(STAMP)
 ## crossscore-test: the CrossScore tests only
 crossscore-test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests/test_ssim.py tests/crossscore
+
+# ------------------------------------------------------------------------------------------- full-reference metrics
+.PHONY: bench-fullref
+
+## bench-fullref: ms per 960x768 image of each full-reference metric and preset on this CPU -> benchmarks/fullref.{json,md}
+bench-fullref: setup
+	$(PY) -m benchmarks.fullref_bench

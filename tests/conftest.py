@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from consts import CHECKPOINTS_DIR, RELEASED, SHARED_DIR  # noqa: E402
 
-PARITY_FIXTURES = frozenset({"released_dir", "released_model", "shared_dir"})
+PARITY_FIXTURES = frozenset({"released_dir", "released_model", "shared_dir", "fullref_weights"})
 _MODULE_HINT = re.compile(r"\bsubprocess\b|\bspawn\b")
 _RUNS_A_PROCESS = re.compile(r"\bsubprocess\.\w+\(|\.spawn\(")
 

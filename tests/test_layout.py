@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-SUBPACKAGES = {"nvs_sqa", "evaluation", "training", "preprocess", "crossscore"}
+SUBPACKAGES = {"nvs_sqa", "evaluation", "training", "preprocess", "crossscore", "fullref"}
 MAX_FLAT_MODULES = 11  # errors frames pixels video results runtime stats ssim cli + cluster (the submitit executors
 # that preprocess.py, app.py/evaluate.py and train.py all submit through) + discovery (the render trees on disk and
 # their names, which scoring, the full-reference metrics and the scene report all read)
@@ -28,7 +28,7 @@ SCRIPTS = ("app.py", "evaluate.py", "train.py", "preprocess.py", "crossscore.py"
 MAX_SCRIPT_LINES = 170
 MAX_README_BYTES = 15 * 1024
 # what the reference-free packages may not depend on, even through another module of models/
-INDEPENDENT = ("models.crossscore", "models.preprocess")
+INDEPENDENT = ("models.crossscore", "models.preprocess", "models.fullref")
 FORBIDDEN = ("models.nvs_sqa", "models.training", "models.evaluation")
 
 
