@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks import noise_floor
-from consts import BENCHMARK_LABELS_FILE, CACHE_DIR, EXAMPLES_DIR, ROOT
+from consts import BENCHMARK_LABELS_FILE, CACHE_DIR, EXAMPLE_SEQUENCES, EXAMPLES_DIR, ROOT
 from models import cli
 from models.cli import opt
 from models.frames import open_array, open_frame_folder
@@ -309,7 +309,7 @@ class CalibrationConfig:
 def run(cfg: CalibrationConfig) -> int:
     set_threads(cfg.threads)
     model = NVSSQA.from_checkpoint(None, "cpu")
-    seqs = sorted(p.name for p in EXAMPLES_DIR.iterdir() if p.is_dir())
+    seqs = sorted(n for n in EXAMPLE_SEQUENCES if (EXAMPLES_DIR / n).is_dir())  # not app.py's outputs beside them
     m = measure(model, seqs, CACHE_DIR / "validity")
     lim = derive_limits(m, cfg.tolerance)
     out = Path(cfg.out)

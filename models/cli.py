@@ -256,7 +256,7 @@ def parse(cls: type, argv: Sequence[str] | None = None, *, description: str = ""
     """Flags -> config: preset values, then the flags given; bad values exit 2 with argparse's one-line error."""
     p = parser_for(cls, description, epilog, presets, default_preset, parser)
     ns = vars(p.parse_args(argv))
-    preset = ns.pop("preset", None)
+    preset = ns.pop("preset", None) if presets else None  # else "preset" may be a field of cls
     extra = {k: ns.pop(k) for k in list(ns) if k not in {f.name for f in fields(cls)} and k not in _all_nested(cls)}
     given = split_given(cls, ns)
     base = copy.deepcopy(dict(presets[preset])) if presets and preset else {}

@@ -13,6 +13,7 @@ from consts import (
     CROSSSCORE_N_REF,
     CROSSSCORE_TRAIN_CROP,
     CROSSSCORE_TRAIN_SHORT_SIDE,
+    EXAMPLE_SEQUENCES,
     EXAMPLES_DIR,
     RUNS_DIR,
 )
@@ -105,7 +106,8 @@ class CrossScoreTrainConfig:
 
 
 def _example_folders() -> list[str]:
-    return sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.is_dir()) if EXAMPLES_DIR.is_dir() else []
+    # the example sequences by name: examples/ also holds app.py's outputs (curves/) after `make demo`
+    return sorted(str(EXAMPLES_DIR / n) for n in EXAMPLE_SEQUENCES if (EXAMPLES_DIR / n).is_dir())
 
 
 @dataclass
