@@ -171,3 +171,21 @@ crossscore-test: $(STAMP)
 ## bench-fullref: ms per 960x768 image of each full-reference metric and preset on this CPU -> benchmarks/fullref.{json,md}
 bench-fullref: setup
 	$(PY) -m benchmarks.fullref_bench
+
+# --------------------------------------------------------------------------------------------- report.py
+.PHONY: report-demo report-check bench-report
+REPORT_DEMO := runs/report-demo
+
+## report-demo: the two examples + a degraded copy as one scene -> runs/report-demo/report/index.html (about a minute)
+report-demo: setup
+	$(PY) -m benchmarks.report_scene --out $(REPORT_DEMO)/Giraffe --kind demo
+	$(PY) report.py $(REPORT_DEMO)/Giraffe --out $(REPORT_DEMO)/report
+
+## report-check: the demo report rendered in headless Chromium (installed by .ci/chromium-up) -> a checked screenshot
+report-check: report-demo
+	.ci/chromium-up
+	$(PY) -m benchmarks.report_check --page $(REPORT_DEMO)/report/index.html --screenshot $(REPORT_DEMO)/screenshot.png
+
+## bench-report: report.py's time for the demo and an 8-method x 200-frame scene with ground truth -> benchmarks/report.{json,md}
+bench-report: setup
+	$(PY) -m benchmarks.report_bench

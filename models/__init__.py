@@ -22,6 +22,7 @@ Subpackages (each lists its modules in its own docstring):
     preprocess   rendering the unlabelled training set with nerfstudio: jobs, commands, plan, CLI check
     crossscore   CrossScore (reference-based, and its no-reference variant): network, data, training, prediction
     fullref      full-reference metrics (PSNR, SSIM, MS-SSIM, LPIPS, DISTS, FLIP) as named protocols compute them
+    report       the scene report (report.py): every method's metrics, ranked with confidence, where each fails
 
 ``crossscore``, ``fullref`` and ``preprocess`` need nothing from ``nvs_sqa``, ``training`` or ``evaluation``.
 tests/test_layout.py checks these rules, the absence of import cycles and the size limits.

@@ -28,10 +28,12 @@ import consts
 import crossscore
 import evaluate
 import preprocess
+import report
 import train
 from consts import EXAMPLES_DIR, ROOT
 
-SCRIPTS = {"app": app, "evaluate": evaluate, "train": train, "preprocess": preprocess, "crossscore": crossscore}
+SCRIPTS = {"app": app, "evaluate": evaluate, "train": train, "preprocess": preprocess, "crossscore": crossscore,
+           "report": report}
 EX = str(EXAMPLES_DIR / "Giraffe+NeRF")
 
 
@@ -160,6 +162,15 @@ CASES = [
     _row("crossscore", ["demo-data", "--sources", "{t}/empty", "--out", "{t}/out"],
          "{t}/empty: needs a folder of at least 4 frames"),
     _row("crossscore", ["nope"], "argument COMMAND: invalid choice: 'nope'"),
+    # --------------------------------------------------------------------------- report.py
+    _row("report", ["{t}/missing", "--out", "{t}/rep"], "{t}/missing: no such file or folder"),
+    _row("report", ["{t}/file.txt", "--out", "{t}/rep"], "{t}/file.txt: not a frame folder or a video"),
+    _row("report", ["{t}/empty", "--out", "{t}/rep"], "{t}/empty: no frames (.png/.jpg/.jpeg), videos or sequence"),
+    _row("report", ["{t}/renders", "--out", "{t}/file.txt/rep"], "{t}/file.txt"),
+    _row("report", ["{t}/renders", "--gt", "{t}/missing", "--out", "{t}/rep"], "--gt {t}/missing: no such folder"),
+    _row("report", ["{t}/renders", "--bootstrap", "10"], "--bootstrap 10: must be >= 100"),
+    _row("report", ["{t}/renders", "--preset", "nope"], "--preset 'nope': unknown"),
+    _row("report", ["{t}/renders", "--metrics", "crossscore"], "--metrics crossscore: needs --references"),
 ]
 
 

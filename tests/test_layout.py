@@ -19,12 +19,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-SUBPACKAGES = {"nvs_sqa", "evaluation", "training", "preprocess", "crossscore", "fullref"}
+SUBPACKAGES = {"nvs_sqa", "evaluation", "training", "preprocess", "crossscore", "fullref", "report"}
 MAX_FLAT_MODULES = 11  # errors frames pixels video results runtime stats ssim cli + cluster (the submitit executors
 # that preprocess.py, app.py/evaluate.py and train.py all submit through) + discovery (the render trees on disk and
 # their names, which scoring, the full-reference metrics and the scene report all read)
 MAX_MODULE_LINES = 420
-SCRIPTS = ("app.py", "evaluate.py", "train.py", "preprocess.py", "crossscore.py")
+SCRIPTS = ("app.py", "evaluate.py", "train.py", "preprocess.py", "crossscore.py", "report.py")
 MAX_SCRIPT_LINES = 170
 MAX_README_BYTES = 15 * 1024
 # what the reference-free packages may not depend on, even through another module of models/

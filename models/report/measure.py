@@ -1,0 +1,176 @@
+"""Every number of one method, computed once and cached: NVS-SQA (score, windows, quality curve, warnings), the
+full-reference metrics per frame and the CrossScore mean per frame.
+
+Each part is cached on its own in ``OUT/cache/<part>-<key>.json``, the key hashing what the numbers depend on
+(the render's content fingerprint, the checkpoint's sha256, the preset and its parameters, the ground truth's and
+references' fingerprints): adding a method, or ``--gt`` to a report made without it, computes only what is new.
+A cache file is written atomically when its part finishes, so an interrupted report keeps the finished parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.discovery import fingerprint
+from models.errors import InputError
+from models.report.scene import Method
+from models.report.summary import CROSSSCORE, JOD
+from models.results import atomic_write_json, json_safe, read_json
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when a cached part's content changes meaning
+
+
+@dataclass
+class Models:
+    """The models a report needs, loaded on first use (a report whose parts are all cached loads none)."""
+
+    checkpoint: str | None = None
+    crossscore_checkpoint: str | None = None
+    preset: str = "nerfbaselines"
+    fullref_metrics: tuple[str, ...] | None = None  # None: the preset's
+    device: str = "auto"
+    _loaded: dict[str, Any] = field(default_factory=dict)
+
+    def _get(self, what: str, load: Callable[[], Any]) -> Any:
+        if what not in self._loaded:
+            self._loaded[what] = load()
+        return self._loaded[what]
+
+    def nvssqa(self) -> Any:
+        from models.nvs_sqa import NVSSQA
+
+        return self._get("nvssqa", lambda: NVSSQA.from_checkpoint(self.checkpoint, device=self.device))
+
+    def fullref(self) -> Any:
+        from models.fullref import FullReference
+
+        return self._get("fullref", lambda: FullReference(self.preset, self.fullref_metrics, self.device))
+
+    def crossscore(self) -> Any:
+        from models.crossscore import CrossScore
+
+        return self._get("crossscore", lambda: CrossScore.from_checkpoint(self.crossscore_checkpoint,
+                                                                          device=self.device))
+
+    def identity(self, part: str) -> dict[str, Any]:
+        """What a part's numbers depend on besides the inputs: the checkpoint sha256 / the preset's parameters."""
+        if part == JOD:
+            return {"checkpoint_sha256": self.nvssqa().info.get("checkpoint_sha256", "")}
+        if part == "fullref":
+            d = self.fullref().describe()
+            return {k: v for k, v in d.items() if k not in ("device", "torch")}
+        m = self.crossscore()
+        return {"checkpoint": {k: v for k, v in m.info.items() if k != "warning"}, "n_ref": m.n_ref,
+                "short_side": m.short_side, "seed": m.seed}
+
+
+def cache_key(part: str, inputs: list[str], identity: dict[str, Any]) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, "part": part, "inputs": inputs, "identity": identity}, sort_keys=True,
+                      default=str)  # fmt: skip
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def cached(cache: Path | None, part: str, inputs: list[str], models: Models, compute: Callable[[], dict],
+           redo: bool = False) -> dict:
+    """The part's result from ``cache`` when its key matches, else ``compute()`` written there (atomically)."""
+    ident = models.identity(part)
+    key = cache_key(part, inputs, ident)
+    path = None if cache is None else cache / f"{part}-{key}.json"
+    if path is not None and not redo:
+        try:
+            hit = read_json(path)
+        except InputError as e:
+            log.warning("%s; recomputing", e)
+            hit = None
+        if hit is not None:
+            return hit
+    result = {"part": part, "key": key, "identity": ident, **compute()}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, json_safe(result))
+    return result
+
+
+# ------------------------------------------------------------------------------------------ the parts
+def jod_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
+    """NVS-SQA on the whole render: the score and its windows, the quality curve, the validity warnings."""
+    a = models.nvssqa().assess(method.path, progress=progress)
+
+    def windows(w: Any) -> dict[str, Any] | None:
+        if w is None:
+            return None
+        return {"starts": w.starts.tolist(), "ends": w.ends.tolist(), "scores": np.asarray(w.scores).tolist()}
+
+    return {"score": a.score, "mode": a.mode, "n_frames": a.n_frames, "width": a.width, "height": a.height,
+            "windows": windows(a.windowed), "curve": windows(a.curve), "warnings": list(a.warnings)}
+
+
+def fullref_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
+    """The preset's metrics per frame with ground truth; a pair that cannot be scored is one line in ``errors``
+    (the other frames are still scored)."""
+    fr = models.fullref()
+    rows, errors = [], []
+    pairs = [(f, method.gt[f.name]) for f in method.frames if f.name in method.gt]
+    from tqdm import tqdm
+
+    for render, gt in tqdm(pairs, desc=f"{method.name}: full-reference", unit="img", disable=not progress):
+        try:
+            rows.append({"frame": render.name, **fr.compute(render, gt)})
+        except InputError as e:
+            errors.append(str(e))
+            log.warning("%s", e)
+    higher = {k: m.higher_is_better for k, m in fr.metrics.items()}
+    return {"preset": fr.protocol.name, "higher_is_better": higher, "rows": rows, "errors": errors,
+            "unmatched": list(method.unmatched)}
+
+
+def crossscore_part(method: Method, references: Path, models: Models, progress: bool) -> dict[str, Any]:
+    """The mean of CrossScore's predicted SSIM map per frame (1 = as the unseen ground truth would be)."""
+    cs = models.crossscore()
+    frames, scores, errors = [], [], []
+    from tqdm import tqdm
+
+    for f in tqdm(method.frames, desc=f"{method.name}: CrossScore", unit="img", disable=not progress):
+        try:
+            scores.append(float(np.mean(cs.predict(f, references))))
+            frames.append(f.name)
+        except InputError as e:
+            errors.append(str(e))
+            log.warning("%s", e)
+    return {"frames": frames, "scores": scores, "errors": errors, "warning": cs.info.get("warning")}
+
+
+def measure(method: Method, models: Models, parts: set[str], cache: Path | None, references: Path | None = None,
+            redo: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Every requested part of one method (``parts`` ⊆ {jod, fullref, crossscore}); a part that cannot be computed
+    is one line in ``errors`` and the others are still computed."""
+    out: dict[str, Any] = {"key": method.key, "scene": method.scene, "name": method.name, "path": str(method.path),
+                           "n_frames": len(method.frames), "errors": []}  # fmt: skip
+    render = fingerprint(method.path)
+    todo: list[tuple[str, list[str], Callable[[], dict]]] = []
+    if JOD in parts:
+        todo.append((JOD, [render], lambda: jod_part(method, models, progress)))
+    if "fullref" in parts and method.gt:
+        gts = sorted({str(p.parent) for p in method.gt.values()})
+        todo.append(("fullref", [render, *(fingerprint(Path(g)) for g in gts)],
+                     lambda: fullref_part(method, models, progress)))
+    if CROSSSCORE in parts and references is not None and method.frames:
+        todo.append((CROSSSCORE, [render, fingerprint(references)],
+                     lambda: crossscore_part(method, references, models, progress)))
+    for part, inputs, compute in todo:
+        try:
+            out[part] = cached(cache, part, inputs, models, compute, redo)
+        except InputError as e:
+            out["errors"].append(f"{part}: {e}")
+            log.warning("%s: %s: %s", method.key, part, e)
+    return out
