@@ -124,12 +124,12 @@ def verdict(metric: dict[str, Any], methods: Sequence[str]) -> str:
     ranked = " · ".join(f"{metric['methods'][n]['rank']}. {esc(n)}" for n in order)
     last = order[-1]
     pairs = [p for p in metric["pairs"] if p["b"] == last]
-    worse = [p for p in pairs if p["decision"] == "better"]
-    if len(worse) == len(pairs):
+    above = [p for p in pairs if p["decision"] == "better"]  # the methods decisively better than the last
+    if len(above) == len(pairs):
         sure = (f"<b>{esc(last)}</b> is last with {LEVEL:.0%} confidence: every other method is better"
                 + (f" by more than the {metric['floor']:g} noise floor" if metric["floor"] else "") + ".")
-    elif worse:
-        sure = (f"<b>{esc(last)}</b> is worse than {', '.join(esc(p['a']) for p in worse)} with {LEVEL:.0%} "
+    elif above:
+        sure = (f"<b>{esc(last)}</b> is worse than {', '.join(esc(p['a']) for p in above)} with {LEVEL:.0%} "
                 f"confidence; against the others the difference is not established.")
     else:
         sure = f"No method is decisively better than <b>{esc(last)}</b>: the order above may be noise."
