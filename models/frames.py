@@ -136,6 +136,11 @@ def folder_name(folder: Path) -> str:
     return p.name or str(p)
 
 
+def list_images(folder: Path) -> list[Path]:
+    """The image files (.png/.jpg/.jpeg) of ``folder``, natural-sorted by file name."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and is_image(p)), key=lambda p: natural_key(p.name))
+
+
 def _entries(folder: Path) -> list[Path]:
     """The entries of a folder in natural order of their names, hidden ones (``.name``) left out."""
     try:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from models.errors import InputError
-from models.frames import is_image, natural_key, read_image
+from models.frames import list_images, natural_key, read_image
 from models.ssim import ssim_target
 
 
@@ -120,11 +120,6 @@ def load_target(path: Path) -> torch.Tensor:
 def encode_target(m: np.ndarray) -> np.ndarray:
     """(H, W) map in [-1, 1] -> upstream's uint16 encoding."""
     return np.clip(np.rint((np.asarray(m, np.float64) + 1.0) * 32767.0), 0, 65535).astype(np.uint16)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The images of ``folder``, natural-sorted by file name."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and is_image(p)), key=lambda p: natural_key(p.name))
 
 
 # --------------------------------------------------------------------------------------------- references

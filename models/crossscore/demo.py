@@ -27,10 +27,9 @@ import numpy as np
 from PIL import Image
 
 from consts import EXAMPLES_DIR
-from models.crossscore.data import list_images
 from models.crossscore.options import DemoDataConfig
 from models.errors import InputError
-from models.frames import read_image
+from models.frames import list_images, read_image
 from models.results import atomic_write_bytes, atomic_write_json, check_creatable
 
 log = logging.getLogger(__name__)

@@ -56,8 +56,7 @@ def upstream_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _queries(cfg: PredictConfig) -> tuple[list[Path], list[Path], dict[Path, Path]]:
     """(queries, reference pool, ground truth per query), each checked with a one-line error."""
-    from models.crossscore.data import list_images
-    from models.frames import is_image
+    from models.frames import is_image, list_images
 
     if not cfg.query:
         raise InputError("query: none given; pass a rendered image or a folder of them")

@@ -24,7 +24,6 @@ from models.crossscore.data import (
     Sample,
     collate,
     fit_sample,
-    list_images,
     load_rgb,
     reference_indices,
     resize_short,
@@ -35,6 +34,7 @@ from models.crossscore.data import (
 from models.crossscore.evaluate import autocast_for, check_precision, net_predictor
 from models.crossscore.network import CrossScoreNet
 from models.errors import InputError, ValidityWarning
+from models.frames import list_images
 from models.pixels import to_uint8
 from models.runtime import resolve_device
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from models.discovery import Found, discover_all
 from models.errors import InputError
-from models.frames import folder_name, is_image, natural_key, open_sequence
+from models.frames import folder_name, list_images, open_sequence
 from models.pixels import read_image
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,10 @@ class Method:
         return self.frames[index].name if self.frames else f"frame {index}"
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file() and is_image(p)), key=lambda p: natural_key(p.name))
-
-
 def _pair(method: Method, gt_folder: Path | None) -> None:
     if gt_folder is None or not method.frames:
         return
-    truth = {p.name: p for p in _images(gt_folder)}
+    truth = {p.name: p for p in list_images(gt_folder)}
     method.gt = {f.name: truth[f.name] for f in method.frames if f.name in truth}
     method.unmatched = [f.name for f in method.frames if f.name not in truth]
     if method.unmatched:
@@ -84,7 +80,7 @@ def scene_methods(scene: Path, gt: Path | None = None) -> tuple[list[Method], li
     name = folder_name(scene)
     methods = []
     for f in renders:
-        m = Method(name, f.name, f.path, _images(f.path) if f.path.is_dir() else [])
+        m = Method(name, f.name, f.path, list_images(f.path) if f.path.is_dir() else [])
         _pair(m, Path(gt) if gt is not None else _beside(f, truths))
         methods.append(m)
     _check_lengths(methods)
