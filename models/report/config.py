@@ -8,8 +8,6 @@ from models.cli import opt
 from models.cluster import EXECUTORS, GROUP, SLURM_HELP, SlurmOptions
 from models.runtime import DEVICES
 
-REPORT_METRICS = ("jod", "fullref", "crossscore")  # what --metrics can switch off, and the full-reference names
-
 
 @dataclass
 class ReportConfig:

@@ -32,7 +32,8 @@ CACHE_VERSION = 1  # bump when a cached part's content changes meaning
 
 @dataclass
 class Models:
-    """The models a report needs, loaded on first use (a report whose parts are all cached loads none)."""
+    """The models a report needs, each loaded once, on first use. A cache key holds the checkpoint's identity, so
+    a report whose parts are all cached still loads the models it names; it computes nothing with them."""
 
     checkpoint: str | None = None
     crossscore_checkpoint: str | None = None
@@ -156,7 +157,7 @@ def measure(method: Method, models: Models, parts: set[str], cache: Path | None,
     is one line in ``errors`` and the others are still computed."""
     out: dict[str, Any] = {"key": method.key, "scene": method.scene, "name": method.name, "path": str(method.path),
                            "n_frames": len(method.frames), "errors": []}  # fmt: skip
-    render = fingerprint(method.path)
+    render = out["fingerprint"] = fingerprint(method.path)
     todo: list[tuple[str, list[str], Callable[[], dict]]] = []
     if JOD in parts:
         todo.append((JOD, [render], lambda: jod_part(method, models, progress)))

@@ -15,7 +15,6 @@ from typing import Any
 
 from models import cluster
 from models.cli import as_flags, to_argv
-from models.discovery import fingerprint
 from models.errors import InputError
 from models.frames import folder_name
 from models.nvs_sqa.validity import Limits
@@ -24,12 +23,11 @@ from models.report.config import ReportConfig
 from models.report.measure import Models, measure
 from models.report.panels import method_panels
 from models.report.scene import Method, scene_methods
-from models.report.summary import CROSSSCORE, JOD, WORST_FRAME_BY, scene_summary
+from models.report.summary import CROSSSCORE, JOD, scene_summary, worst_frame_metric
 from models.results import check_creatable, csv_bytes, json_bytes, json_safe, stamp, table, unit
 
 log = logging.getLogger(__name__)
 
-REPORT_FILES = ("index.html", "report.csv", "frames.csv", "report.json")
 FIGURES = "figures"
 CACHE = "cache"
 MAPS = "maps"
@@ -129,7 +127,7 @@ def scene_figures(scene: str, measured: list[dict[str, Any]], summary: dict[str,
     frs = [m for m in measured if (m.get("fullref") or {}).get("rows")]
     if frs:
         higher = frs[0]["fullref"]["higher_is_better"]
-        key = next((k for k in WORST_FRAME_BY if k in higher), next(iter(higher)))
+        key = worst_frame_metric(higher)
         out[key] = figures.frames_png(scene, key, higher[key],
                                       {m["name"]: [r[key] for r in m["fullref"]["rows"]] for m in frs})
     css = [m for m in measured if (m.get(CROSSSCORE) or {}).get("scores")]
@@ -214,8 +212,7 @@ def provenance(cfg: ReportConfig, models: Models, measured: dict[str, dict[str, 
               if m.get(part)}  # fmt: skip
     return stamp(command="python report.py " + shlex.join(to_argv(cfg)), bootstrap=cfg.bootstrap, seed=cfg.seed,
                  limits=Limits.load().version, identities=idents,
-                 inputs={m["key"]: {"path": m["path"], "fingerprint": fingerprint(Path(m["path"]))}
-                         for m in measured.values()})
+                 inputs={m["key"]: {"path": m["path"], "fingerprint": m["fingerprint"]} for m in measured.values()})
 
 
 def write(out: Path, files: dict[str, bytes]) -> None:

@@ -73,13 +73,12 @@ def scene_methods(scene: Path, gt: Path | None = None) -> tuple[list[Method], li
     folder without frames, a stray file; discovery also warns about them). An unusable scene is one InputError."""
     d = discover_all(scene)
     skipped = [f"{p}: passed over ({why})" for p, why in d.skipped]
-    renders = [f for f in d.found if f.role == "render"]
     truths = [f for f in d.found if f.role == "gt"]
     if gt is not None and not Path(gt).is_dir():
         raise InputError(f"{gt}: ground-truth folder not found; give a folder of frames named as the renders'")
     name = folder_name(scene)
     methods = []
-    for f in renders:
+    for f in d.renders():
         m = Method(name, f.name, f.path, list_images(f.path) if f.path.is_dir() else [])
         _pair(m, Path(gt) if gt is not None else _beside(f, truths))
         methods.append(m)

@@ -19,10 +19,10 @@ comparisons is made: with many methods, expect about one spurious decision in tw
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -30,13 +30,13 @@ from models.stats import correlations
 
 LEVEL = 0.95
 JOD_PREFERENCE_AT_1 = 0.75  # 1 JOD: 75 % of observers prefer the better condition (JOD's definition)
-_Z75 = 0.6744897501960817  # Phi^-1(0.75)
+_NORMAL = NormalDist()
 
 
 def preference(delta_jod: float) -> float:
     """Share of observers expected to prefer the condition ``delta_jod`` JOD better: Phi(Phi^-1(0.75) · ΔJOD)
     (JOD units are scaled so that 1 JOD = 75 % preference; ColorVideoVDP's and pwcmp's convention)."""
-    return 0.5 * (1.0 + math.erf(_Z75 * delta_jod / math.sqrt(2.0)))
+    return _NORMAL.cdf(_NORMAL.inv_cdf(JOD_PREFERENCE_AT_1) * delta_jod)
 
 
 def rng_for(seed: int, *names: str) -> np.random.Generator:

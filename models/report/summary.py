@@ -123,11 +123,16 @@ def worst_windows(jod: dict[str, Any] | None, k: int, floor: float) -> tuple[lis
     return out, note
 
 
+def worst_frame_metric(higher_is_better: dict[str, bool]) -> str:
+    """The full-reference metric that picks a method's worst frames: the first of WORST_FRAME_BY it has."""
+    return next((m for m in WORST_FRAME_BY if m in higher_is_better), next(iter(higher_is_better)))
+
+
 def worst_frames(fr: dict[str, Any] | None, k: int) -> tuple[str | None, list[dict[str, Any]]]:
     """The metric that picks the worst frames and up to ``k`` frames, worst first."""
     if not fr or not fr["rows"] or k == 0:
         return None, []
-    key = next((m for m in WORST_FRAME_BY if m in fr["higher_is_better"]), next(iter(fr["higher_is_better"])))
+    key = worst_frame_metric(fr["higher_is_better"])
     sign = 1.0 if fr["higher_is_better"][key] else -1.0
     rows = sorted(fr["rows"], key=lambda r: sign * r[key])[:k]
     return key, [{"frame": r["frame"], "value": r[key]} for r in rows]
