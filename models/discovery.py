@@ -10,8 +10,11 @@ was found under, posix-style, its last part dropped when that is only a render f
 (``renders``, ``color``, ``rgb``, ``frames``) — ``garden/test/ours_30000`` for
 ``output/garden/test/ours_30000/renders`` under ``output/``. An input that is itself a sequence is named after
 itself (its parent for a conventional leaf). Links keep the name they were given (never their target's).
+Two sequences that would share a name keep what tells them apart (:func:`distinct`): ``a/frames`` and
+``a/renders`` their leaf, a folder ``a/`` and a video ``a.mp4`` the video's extension (``a`` and ``a.mp4``).
 Ground-truth folders (``gt``, ``gt-color``, ``gt-rgb``, ``gt_rgb``) are found with ``role="gt"``: the
-full-reference metrics pair them with their renders; scoring a render passes them over, saying so.
+full-reference metrics pair them with their renders (:func:`gt_beside`); scoring a render passes them over.
+Which files are frames is :func:`models.frames.is_image` (hidden files and macOS ``._name`` forks are not).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Literal
 
 from consts import APP_OUTPUTS, VIDEO_EXTS
 from models.errors import InputError
-from models.frames import folder_name, is_image, is_video, natural_key
+from models.frames import folder_name, is_image, is_video, list_images, visible_entries
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ MAX_DEPTH = 4  # levels below an INPUT that are searched for sequences
 RENDER_LEAVES = frozenset({"renders", "color", "rgb", "frames"})  # a render folder's conventional names
 GT_LEAVES = frozenset({"gt", "gt-color", "gt-rgb", "gt_rgb"})  # ground truth beside the renders
 Role = Literal["render", "gt"]
-SUBFOLDER = "a sub-folder of a frame folder; pass it as its own input to score it"
+SUBFOLDER = "a sub-folder of a frame folder (pass it as its own input to score it)"
 NOT_A_FRAME = "not a frame (.png/.jpg/.jpeg)"
 NO_FRAMES = "a folder without frames (.png/.jpg/.jpeg)"
 NOT_A_SEQUENCE = "neither a frame folder nor a video"
@@ -84,9 +87,8 @@ def role_of(path: Path) -> Role:
 
 
 def _list(folder: Path) -> list[Path]:
-    """A folder's entries in natural order, hidden ones (``.name``) and our own outputs left out (OSError as is)."""
-    return sorted((p for p in folder.iterdir() if not p.name.startswith(".") and p.name not in APP_OUTPUTS),
-                  key=lambda p: natural_key(p.name))  # fmt: skip
+    """A folder's visible entries in natural order, our own outputs left out (OSError as is)."""
+    return [p for p in visible_entries(folder) if p.name not in APP_OUTPUTS]
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -129,12 +131,33 @@ def _walk(folder: Path, root: Path, depth: int, ancestors: frozenset[Path], out:
                                 else f"deeper than {MAX_DEPTH} levels below the input"))
 
 
-def _unique(found: list[Found]) -> list[Found]:
-    """Two sequences that would share a name (``a/frames`` and ``a/renders``) keep their full relative paths."""
+def distinct(found: list[Found]) -> list[Found]:
+    """Sequences that would share a name keep what tells them apart: a render leaf its leaf (``a/frames``,
+    ``a/renders``), a video its extension (``a`` for the folder ``a/``, ``a.mp4`` for the video)."""
     names = [f.name for f in found]
     clash = {n for n in names if names.count(n) > 1}
-    return [Found(f.path, f"{f.name}/{f.path.name}", f.role) if f.name in clash and f.path.name in RENDER_LEAVES
-            else f for f in found]  # fmt: skip
+
+    def kept(f: Found) -> Found:
+        if f.name not in clash:
+            return f
+        if is_video(f.path):
+            return Found(f.path, f.name + f.path.suffix, f.role)
+        return Found(f.path, f"{f.name}/{f.path.name}", f.role) if f.path.name in RENDER_LEAVES else f
+
+    return [kept(f) for f in found]
+
+
+def passed_over(label: str, skipped: Sequence[tuple[Path, str]], root: Path | None = None, shown: int = 3) -> str:
+    """One line for every entry passed over: per reason the count and a few examples (relative to ``root``)."""
+    by: dict[str, list[str]] = {}
+    for p, why in skipped:
+        rel = p.relative_to(root) if root is not None and p.is_relative_to(root) and p != root else p
+        by.setdefault(why, []).append(f"{rel.as_posix()}{'/' if p.is_dir() else ''}")
+    kinds = [f"{len(items)} × {why}: {', '.join(items[:shown])}" + (f" (+{len(items) - shown} more)"
+                                                                   if len(items) > shown else "")
+             for why, items in by.items()]  # fmt: skip
+    n = len(skipped)
+    return f"{label}: passed over {n} entr{'y' if n == 1 else 'ies'}: " + "; ".join(kinds)
 
 
 def discover_all(path: Path, warn: bool = True) -> Discovery:
@@ -153,17 +176,14 @@ def discover_all(path: Path, warn: bool = True) -> Discovery:
         return Discovery([Found(path, sequence_name(path, path), role_of(path))], skipped)
     out = Discovery([])
     _walk(path, path, 1, frozenset({path.resolve()}), out)
-    out.found = _unique(out.found)
+    out.found = distinct(out.found)
     if not out.found:
         listed = [f"{p.name}{'/' if p.is_dir() else ''} ({why})" for p, why in out.skipped]
         raise InputError(f"{path}: no frames (.png/.jpg/.jpeg), videos or sequence folders found"
                          + (f" (skipped: {', '.join(listed[:3])})" if listed else "")
                          + "; point at a folder of frames, a folder of such folders, or a video")
     if warn and out.skipped:
-        listed = [f"{p.relative_to(path) if p.is_relative_to(path) else p}{'/' if p.is_dir() else ''} ({why})"
-                  for p, why in out.skipped]  # fmt: skip
-        log.warning("%s: skipped %d entr%s: %s", path, len(listed), "y" if len(listed) == 1 else "ies",
-                    ", ".join(listed[:10]) + (f" (+{len(listed) - 10} more)" if len(listed) > 10 else ""))
+        log.warning("%s", passed_over(str(path), out.skipped, path))
     return out
 
 
@@ -186,14 +206,24 @@ def name_inputs(found: list[tuple[str, Found]]) -> list[Found]:
             prefix = folder_name(root.parent if Path(f.path) == root else root)
             f = Found(f.path, f"{prefix}/{f.name}", f.role)
         out.append(f)
-    return out
+    return distinct(out)
+
+
+def gt_beside(render: Path) -> Path | None:
+    """The ground-truth folder beside a render (a folder or a video): the first entry of its parent named as one
+    (:data:`GT_LEAVES`) that holds frames; None if there is none (or the parent cannot be listed)."""
+    try:
+        near = _list(render.parent)
+    except OSError:
+        return None
+    return next((p for p in near if p != render and p.is_dir() and role_of(p) == "gt" and list_images(p)), None)
 
 
 def fingerprint(path: Path) -> str:
     """A cheap identity of a sequence's content: the names, sizes and modification times of its frame files (of a
     video: its own). A frame changed, added or removed changes it; reading a frame does not."""
     h = hashlib.sha256()
-    items = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file() and is_image(p))
+    items = [path] if path.is_file() else sorted(list_images(path))
     for p in items:
         st = p.stat()
         h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())

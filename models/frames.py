@@ -39,8 +39,15 @@ def natural_key(name: str) -> list[int | str]:
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
 
 
+def is_hidden(path: Path) -> bool:
+    """A hidden entry (``.name``): dot files, ``.DS_Store`` and the macOS resource forks ``._0001.png``."""
+    return path.name.startswith(".")
+
+
 def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTS
+    """The one rule for which files are frames, by name: a .png/.jpg/.jpeg (any case) that is not hidden
+    (:func:`is_hidden`; a macOS ``._0001.png`` is metadata, not a frame). Every lister of frames uses it."""
+    return path.suffix.lower() in IMAGE_EXTS and not is_hidden(path)
 
 
 def is_video(path: Path) -> bool:
@@ -137,14 +144,20 @@ def folder_name(folder: Path) -> str:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """The image files (.png/.jpg/.jpeg) of ``folder``, natural-sorted by file name."""
+    """The frames of ``folder`` (files passing :func:`is_image`), natural-sorted by file name."""
     return sorted((p for p in folder.iterdir() if p.is_file() and is_image(p)), key=lambda p: natural_key(p.name))
 
 
+def visible_entries(folder: Path) -> list[Path]:
+    """The entries of a folder in natural order of their names, hidden ones (:func:`is_hidden`) left out (an
+    OSError as is)."""
+    return sorted((p for p in folder.iterdir() if not is_hidden(p)), key=lambda p: natural_key(p.name))
+
+
 def _entries(folder: Path) -> list[Path]:
-    """The entries of a folder in natural order of their names, hidden ones (``.name``) left out."""
+    """:func:`visible_entries`, an unlistable folder being one InputError line."""
     try:
-        return sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+        return visible_entries(folder)
     except OSError as e:
         raise InputError(f"{folder}: cannot list this folder ({e.strerror or e}); check its permissions") from None
 

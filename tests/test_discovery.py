@@ -19,10 +19,12 @@ from models.discovery import (
     discover,
     discover_all,
     fingerprint,
+    gt_beside,
     name_inputs,
+    passed_over,
 )
 from models.errors import InputError
-from models.frames import open_frame_folder
+from models.frames import is_image, list_images, open_frame_folder
 
 MIN = 69
 
@@ -83,8 +85,8 @@ def test_folder_of_sequences_reports_every_skipped_entry(tmp_path, caplog):
     assert found.paths == [tmp_path / "a2", tmp_path / "a10", tmp_path / "v.mp4"]
     assert found.skipped == [(tmp_path / "docs" / "a.txt", NOT_A_SEQUENCE), (tmp_path / "notes", NO_FRAMES),
                              (tmp_path / "readme.txt", NOT_A_SEQUENCE)]
-    assert caplog.messages == [f"{tmp_path}: skipped 3 entries: docs/a.txt ({NOT_A_SEQUENCE}), notes/ ({NO_FRAMES}), "
-                               f"readme.txt ({NOT_A_SEQUENCE})"]
+    assert caplog.messages == [f"{tmp_path}: passed over 3 entries: 2 × {NOT_A_SEQUENCE}: docs/a.txt, readme.txt; "
+                               f"1 × {NO_FRAMES}: notes/"]
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert discover_all(tmp_path, warn=False).skipped == found.skipped
@@ -198,3 +200,54 @@ def test_fingerprint_changes_with_the_frames_only(tmp_path):
     after = fingerprint(seq)
     (seq / "notes.txt").write_text("longer text")
     assert fingerprint(seq) == after
+
+
+def test_one_rule_for_frames_hidden_files_and_resource_forks_are_not_frames(tmp_path, caplog):
+    seq = make_folder(tmp_path / "scene" / "a", 2)
+    (seq / "._f000.png").write_bytes(b"\x00\x05\x16\x07 macOS AppleDouble metadata")  # a resource fork
+    (seq / ".hidden.png").write_bytes(b"not a frame either")
+    assert not is_image(seq / "._f000.png") and not is_image(seq / ".hidden.png") and is_image(seq / "f000.PNG")
+    assert [p.name for p in list_images(seq)] == ["f000.png", "f001.png"]  # the frame lister
+    with caplog.at_level(logging.WARNING):
+        assert [p.name for p in open_frame_folder(seq, MIN).files] == ["f000.png", "f001.png"]  # the sequence reader
+    assert "._f000" not in caplog.text
+    before = fingerprint(seq)  # the fingerprint
+    (seq / "._f001.png").write_bytes(b"more metadata")
+    assert fingerprint(seq) == before
+    only_forks = tmp_path / "scene" / "b"
+    only_forks.mkdir()
+    (only_forks / "._f000.png").write_bytes(b"x")
+    found = discover_all(tmp_path / "scene", warn=False)  # discovery: a folder of forks holds no frames
+    assert found.paths == [seq] and found.skipped == [(only_forks, NO_FRAMES)]
+
+
+def test_a_folder_and_a_video_of_one_name_are_two_sequences(tmp_path):
+    make_folder(tmp_path / "a", 1)
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "b.mkv").write_bytes(b"")
+    assert [(f.path.name, f.name) for f in discover_all(tmp_path).found] == [("a", "a"), ("a.mp4", "a.mp4"),
+                                                                             ("b.mkv", "b")]
+    named = name_inputs([(str(tmp_path / "a"), Found(tmp_path / "a", "a")),
+                         (str(tmp_path / "a.mp4"), Found(tmp_path / "a.mp4", "a"))])
+    assert [f.name for f in named] == [f"{tmp_path.name}/a", f"{tmp_path.name}/a.mp4"]
+
+
+def test_ground_truth_beside_a_render(tmp_path):
+    gs = tmp_path / "test" / "ours_30000"
+    make_folder(gs / "renders", 1)
+    assert gt_beside(gs / "renders") is None
+    (gs / "GT").mkdir()  # a ground-truth name without frames is no ground truth
+    assert gt_beside(gs / "renders") is None
+    make_folder(gs / "GT", 1)
+    assert gt_beside(gs / "renders") == gs / "GT"
+    (tmp_path / "v.mp4").write_bytes(b"")
+    make_folder(tmp_path / "gt-rgb", 1)
+    assert gt_beside(tmp_path / "v.mp4") == tmp_path / "gt-rgb"
+
+
+def test_passed_over_is_one_line_with_counts_and_a_few_examples(tmp_path):
+    (tmp_path / "d").mkdir()
+    skipped = [(tmp_path / f"n{i}.txt", NOT_A_FRAME) for i in range(5)] + [(tmp_path / "d", SUBFOLDER)]
+    assert passed_over("garden", skipped, tmp_path) == (
+        f"garden: passed over 6 entries: 5 × {NOT_A_FRAME}: n0.txt, n1.txt, n2.txt (+2 more); 1 × {SUBFOLDER}: d/")
+    assert passed_over("g", skipped[:1]) == f"g: passed over 1 entry: 1 × {NOT_A_FRAME}: {tmp_path}/n0.txt"
