@@ -2,7 +2,8 @@
 (:func:`to_uint8`). Conversions (documented in docs/scoring.md, 'Input formats and conversions'):
 
 - grayscale (``L``, ``1``) is replicated to three channels; palette images are expanded to RGB;
-- an alpha channel is discarded (the colour channels are used as stored), with a warning;
+- an alpha channel is discarded (the colour channels are used as stored), with a warning; ``alpha=True`` keeps
+  it as a fourth channel instead (RGBA ``uint8``), for a caller that composites (the full-reference metrics);
 - 16-bit images (PNG, grayscale or colour) are reduced to 8 bits by ``round(v / 257)`` (= v·255/65535),
   rather than Pillow's truncation to the high byte;
 - CMYK / YCbCr / other colour modes are converted by Pillow to RGB;
@@ -136,11 +137,12 @@ def to_uint8(arr: np.ndarray, max_value: float | None = None, source: str = "<ar
     return np.rint(work * scale).astype(np.uint8)
 
 
-def read_image(path: Path, warn: set[str] | None = None) -> np.ndarray:
+def read_image(path: Path, warn: set[str] | None = None, alpha: bool = False) -> np.ndarray:
     """Decode one image file to ``uint8`` RGB (H, W, 3), applying the documented conversions.
 
     ``warn`` collects one-word conversion notes (``alpha``, ``16-bit``, ``grayscale``, ...) so that callers
-    can warn once per sequence instead of once per frame.
+    can warn once per sequence instead of once per frame. ``alpha``: an image with an alpha channel (or a
+    transparent palette entry) comes back as RGBA (H, W, 4), its alpha as stored; other images as RGB.
     """
     notes = warn if warn is not None else set()
     size = _header_size(path)
@@ -162,7 +164,7 @@ def read_image(path: Path, warn: set[str] | None = None) -> np.ndarray:
                 raw = np.repeat(raw[..., None], 3, axis=2)
                 notes.add("grayscale")
             elif raw.shape[2] == 4:
-                raw = raw[..., [2, 1, 0]]
+                raw = raw[..., [2, 1, 0, 3] if alpha else [2, 1, 0]]
                 notes.add("alpha")
             else:
                 raw = raw[..., ::-1]
@@ -170,6 +172,7 @@ def read_image(path: Path, warn: set[str] | None = None) -> np.ndarray:
         with Image.open(path) as im:
             im.load()  # decodes now, so that truncation is reported here
             mode = im.mode
+            has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
             if mode == "RGB":
                 return np.asarray(im)
             if mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -178,16 +181,14 @@ def read_image(path: Path, warn: set[str] | None = None) -> np.ndarray:
                 return np.repeat(arr[..., None], 3, axis=2)
             if mode == "F":
                 raise InputError(f"{path}: floating-point images are not supported; save frames as 8-bit PNG/JPEG")
-            if mode in ("L", "1"):
+            if mode in ("L", "1", "LA", "La"):
                 notes.add("grayscale")
             elif mode == "P":
-                if "transparency" in im.info:
-                    notes.add("alpha")
                 notes.add("palette")
-            elif mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+            if has_alpha:
                 notes.add("alpha")
-                if mode in ("LA", "La"):
-                    notes.add("grayscale")
+                if alpha:
+                    return np.asarray(im if mode == "RGBA" else im.convert("RGBA"))
             return np.asarray(im.convert("RGB"))
     except InputError:
         raise

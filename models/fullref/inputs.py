@@ -1,9 +1,10 @@
 """Inputs of the full-reference API: an image path or an array -> a validated (H, W, 3) array; one line per bad input.
 
-Files are read by :func:`models.pixels.read_image` (8-bit RGB: greyscale replicated, palette expanded, alpha
-dropped, 16-bit reduced by round(v / 257)). Arrays are (H, W) or (H, W, C) with C = 1, 3 or 4, uint8, uint16
-or float (nominally [0, 1]; the protocols clip); an alpha channel is dropped and greyscale replicated, as for
-files. What was converted is collected as one-word notes, so that the caller warns once.
+Files are read by :func:`models.pixels.read_image` (8-bit RGB: greyscale replicated, palette expanded, 16-bit
+reduced by round(v / 257)), an alpha channel kept as a fourth channel. Arrays are (H, W) or (H, W, C) with C = 1, 3
+or 4, uint8, uint16 or float (nominally [0, 1]; the protocols clip); greyscale is replicated, as for files. An
+RGBA image stays RGBA here: the protocol composites it or drops its alpha (``Protocol.prepare``). What was
+converted is collected as one-word notes, so that the caller warns once.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from models.pixels import read_image
 ImageLike = str | Path | np.ndarray | torch.Tensor
 MIN_SIDE = 32  # AlexNet's pooling needs about 31 px; SSIM 11 px
 NOTES = {
-    "alpha": "alpha channel dropped (colour channels as stored); composite RGBA onto the background first if the "
-             "images have transparency (NerfBaselines and nerfstudio do)",
     "grayscale": "greyscale image replicated to RGB",
     "palette": "palette image expanded to RGB",
     "16-bit": "16-bit image file read as 8-bit (round(v / 257))",
@@ -43,7 +42,6 @@ def _check_array(a: np.ndarray, param: str, notes: set[str]) -> np.ndarray:
             notes.add("clipped")
     if a.shape[2] == 4:
         notes.add("alpha")
-        a = a[..., :3]
     elif a.shape[2] == 1:
         notes.add("grayscale")
         a = np.repeat(a, 3, axis=2)
@@ -51,12 +49,13 @@ def _check_array(a: np.ndarray, param: str, notes: set[str]) -> np.ndarray:
 
 
 def read(image: ImageLike, param: str, notes: set[str]) -> tuple[np.ndarray, str]:
-    """(the image as an (H, W, 3) uint8/uint16/float array, its name for messages: the path, else ``param``)."""
+    """(the image as an (H, W, 3) or RGBA (H, W, 4) uint8/uint16/float array, its name for messages: the path, else
+    ``param``)."""
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise InputError(f"{path}: no such image file ({param})")
-        return read_image(path, warn=notes), str(path)
+        return read_image(path, warn=notes, alpha=True), str(path)
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
@@ -68,7 +67,7 @@ def read_pair(render: ImageLike, gt: ImageLike, notes: set[str]) -> tuple[np.nda
     """Both images, checked to be the same size and large enough; also the render's name."""
     r, r_name = read(render, "render", notes)
     g, g_name = read(gt, "gt", notes)
-    if r.shape != g.shape:
+    if r.shape[:2] != g.shape[:2]:
         raise InputError(f"{r_name}: the render is {r.shape[1]}x{r.shape[0]} but the ground truth {g_name} is "
                          f"{g.shape[1]}x{g.shape[0]}; render at the ground truth's size")
     if min(r.shape[:2]) < MIN_SIDE:

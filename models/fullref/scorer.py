@@ -10,6 +10,9 @@
 
 ``metrics=`` picks some of the preset's metrics by their keys, or adds registered metrics by name
 (``models.fullref.list_metrics()``), computed on the preset's prepared inputs: ``metrics=("psnr", "flip")``.
+``background=`` ("white", "black", "R,G,B" or an RGB triple of 0-255 integers) composites RGBA renders and ground
+truth onto that colour before scoring; None keeps the preset's rule (NerfBaselines and nerfstudio composite onto
+the dataset's background, 3DGS drops the alpha channel; ``describe()["inputs"]`` says which).
 """
 
 from __future__ import annotations
@@ -55,13 +58,15 @@ class FullReference:
     """Full-reference metrics of a render against its ground truth, as one named protocol computes them.
 
     ``preset``: a name of :data:`models.fullref.protocols.PROTOCOLS`; ``metrics``: see :func:`select`;
-    ``device``: "auto" (CUDA when present), "cpu" or "cuda". Images are paths or (H, W[, C]) arrays (uint8,
-    uint16, float in [0, 1]); see :mod:`models.fullref.inputs` for conversions (each is warned about once).
+    ``device``: "auto" (CUDA when present), "cpu" or "cuda"; ``background``: what RGBA images are composited onto
+    (:func:`models.fullref.protocols.background_of`; None: the preset's default). Images are paths or (H, W[, C])
+    arrays (uint8, uint16, float in [0, 1]); see :mod:`models.fullref.inputs` for conversions (each is warned
+    about once).
     """
 
     def __init__(self, preset: str = "nerfbaselines", metrics: Sequence[str] | None = None,
-                 device: str | torch.device = "auto") -> None:
-        self.protocol = protocols.get(preset)
+                 device: str | torch.device = "auto", background: str | Sequence[int] | None = None) -> None:
+        self.protocol = protocols.get(preset).with_background(background)
         self.device = device_of(device)
         self.metrics: dict[str, Metric] = {key: create(ref.metric, self.device, **ref.options)
                                            for key, ref in select(self.protocol, metrics).items()}
@@ -77,7 +82,8 @@ class FullReference:
         notes: set[str] = set()
         r, g, name = inputs.read_pair(render, gt, notes)
         for note in sorted(notes - self._warned):
-            log.warning("%s: %s (%s preset; reported once)", name, inputs.NOTES.get(note, note), self.protocol.name)
+            what = self.protocol.alpha_rule if note == "alpha" else inputs.NOTES.get(note, note)
+            log.warning("%s: %s (%s preset; reported once)", name, what, self.protocol.name)
         self._warned |= notes
         return tuple(torch.from_numpy(np.ascontiguousarray(self.protocol.prepare(a).transpose(2, 0, 1)))[None]
                      .to(self.device) for a in (r, g))  # type: ignore[return-value]

@@ -78,8 +78,7 @@ def test_alpha_and_greyscale_are_converted_and_warned_once(caplog):
         assert fr.compute(alpha, gt) == fr.compute(render, gt)
         fr.compute(alpha, gt)
     warned = [r.getMessage() for r in caplog.records]
-    assert warned == ["render: alpha channel dropped (colour channels as stored); composite RGBA onto the background "
-                      "first if the images have transparency (NerfBaselines and nerfstudio do) (3dgs preset; "
+    assert warned == ["render: alpha channel dropped (colour channels as stored, as 3DGS' [:3]) (3dgs preset; "
                       "reported once)"]
     grey = render[..., 0]
     assert fr.compute(grey, gt[..., 0]) == fr.compute(np.repeat(grey[..., None], 3, 2), np.repeat(gt[..., :1], 3, 2))
