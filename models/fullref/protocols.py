@@ -39,10 +39,34 @@ COMPOSITING_RULES: dict[str, str] = {
     "uint8": "RGBA composited onto background {bg} on the 0-255 scale in float32: rgb·(a/255) + 255·(bg/255)·(1 − "
              "a/255), truncated to uint8 (nerfstudio InputDataset.get_image_uint8, splatfacto's uint8 image cache)",
 }  # fmt: skip
-AVERAGING = "mean of per-image values"
+AVERAGING = ("mean of per-image values; an infinite value (the PSNR of an exact copy) makes the mean infinite, as "
+             "NerfBaselines (np.mean), torchmetrics and 3DGS (torch mean) report it; an undefined (NaN) value is left "
+             "out and counted")
 NB = "nerfbaselines/nerfbaselines@cde53bda"
 NS = "nerfstudio-project/nerfstudio@50e0e3c7 (1.1.5)"
 GS = "graphdeco-inria/gaussian-splatting"
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """A metric's dataset value (NaN when no value is defined), how many per-image values it averages, and the
+    positions of the undefined (NaN) values left out."""
+
+    value: float
+    used: int
+    undefined: tuple[int, ...] = ()
+
+
+def average(values: Sequence[float]) -> Reduced:
+    """Every preset's averaging (:data:`AVERAGING`): the mean of the defined per-image values, infinite when one
+    of them is (+inf and -inf together: NaN)."""
+    a = np.asarray(values, np.float64)
+    undefined = tuple(int(i) for i in np.flatnonzero(np.isnan(a)))
+    kept = a[~np.isnan(a)]
+    if not len(kept):
+        return Reduced(float("nan"), 0, undefined)
+    with np.errstate(invalid="ignore"):
+        return Reduced(float(np.mean(kept)), len(kept), undefined)
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,11 @@ class Protocol:
                            "background_why": self.background_why,
                            "greyscale": "replicated to RGB", "colour": "sRGB values as stored, RGB order"},
                 "averaging": AVERAGING, "notes": list(self.notes)}
+
+    def reduce(self, values: Sequence[float]) -> Reduced:
+        """The dataset value of one metric from its per-image values, by the protocol's averaging
+        (:data:`AVERAGING`): the report and :meth:`FullReference.mean` both use this one rule."""
+        return average(values)
 
     def with_background(self, background: str | Sequence[int] | None) -> Protocol:
         """This protocol with RGBA composited onto ``background`` (:func:`background_of`); None: as the preset."""

@@ -123,8 +123,16 @@ class FullReference:
                 for x, y in tqdm(prepared, total=total, desc=self.protocol.name, unit="img", disable=not progress)]
 
     def mean(self, rows: Sequence[dict[str, float]]) -> dict[str, float]:
-        """The dataset value of each metric under the protocol: the mean of the per-image values (every preset
-        averages per-image values; PSNR is the mean of per-image PSNRs, not the PSNR of the pooled MSE)."""
+        """The dataset value of each metric under the protocol (:meth:`Protocol.reduce`: the mean of the per-image
+        values, PSNR the mean of per-image PSNRs, not the PSNR of the pooled MSE; an exact copy's infinite PSNR
+        makes the mean infinite, as the tools report it; undefined values are left out with a warning)."""
         if not rows:
             raise InputError("rows: no per-image results to average")
-        return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+        out = {}
+        for key in rows[0]:
+            r = self.protocol.reduce([row[key] for row in rows])
+            if r.undefined:
+                log.warning("%s: %d of %d per-image values are undefined (NaN) and left out of the mean", key,
+                            len(r.undefined), len(rows))
+            out[key] = r.value
+        return out
