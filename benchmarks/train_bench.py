@@ -32,13 +32,14 @@ import torch
 from consts import ROOT
 from models import cli
 from models.cli import opt
+from models.fullref.fvvdp import FovVideoVDP
 from models.results import stamp, table, write_report
 from models.runtime import cpu_name
 from models.training.config import make_config
 from models.training.loop import train
 from models.training.pairs import PairDataset, scan_renders
 from models.training.strred import strred
-from models.training.targets import FovVideoVDP, pair_targets
+from models.training.targets import pair_targets
 
 log = logging.getLogger(__name__)
 OUT = ROOT / "benchmarks"

@@ -13,6 +13,7 @@ Modules:
     protocols    the presets as data: input quantisation, metric options, averaging, sources
     inputs       image paths and arrays -> validated RGB arrays, one-line errors
     scorer       FullReference, the API object: compute, maps, compute_many, mean, describe
+    fvvdp        FovVideoVDP (pyfvvdp): a reference-based video metric in JOD units, whole or per window
 """
 
 from typing import Any

@@ -15,10 +15,11 @@ from consts import ROOT, RUNS_DIR
 from models import cli
 from models.cli import opt
 from models.errors import InputError
+from models.fullref.fvvdp import fvvdp_available
 from models.nvs_sqa import MIN_FRAME_SIZE
 from models.runtime import DEVICES, locate
 from models.training.pairs import PairConfig, PairDataset, Scene, collate_pairs, epoch_order, scan_renders, worker_init
-from models.training.targets import RECIPES, TARGETS, fvvdp_available
+from models.training.targets import RECIPES, TARGETS
 
 
 @dataclass

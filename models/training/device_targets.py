@@ -15,11 +15,11 @@ import math
 
 import torch
 
+from models.fullref.fvvdp import FovVideoVDP
 from models.ssim import ssim_map
 from models.training.strred import strred
 from models.training.targets import (
     TARGETS,
-    FovVideoVDP,
     Recipe,
     get_recipe,
     jod_to_target,

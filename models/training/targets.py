@@ -29,8 +29,9 @@ padding (a full-size map) and SSIM and PSNR are mapped per frame and then averag
 +inf → 40 → +1), and ST-RRED sees luminance in [0, 1]. (Upstream gives FovVideoVDP float frames in [0, 1];
 pyfvvdp returns the same JOD for those as for the uint8 frames used here.)
 
-SSIM and PSNR come from :mod:`models.ssim` (the one implementation, CrossScore's too). FovVideoVDP is
-optional at run time: without ``pyfvvdp`` importable, asking for it raises a one-line :class:`InputError`.
+SSIM and PSNR come from :mod:`models.ssim` (the one implementation, CrossScore's too); FovVideoVDP from
+:mod:`models.fullref.fvvdp` (the report's too), optional at run time: without ``pyfvvdp`` importable, asking for it
+raises a one-line :class:`InputError`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import numpy as np
 import torch
 
 from models.errors import InputError
+from models.fullref.fvvdp import FovVideoVDP
 from models.ssim import psnr, ssim_map
 from models.training.strred import strred
 
@@ -54,8 +56,6 @@ SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2
 PSNR_RANGE = (10.0, 40.0)
 STRRED_RANGE = (0.0, 15.0)
 JOD_RANGE = (0.0, 10.0)
-FVVDP_DISPLAY = "standard_fhd"
-FVVDP_FPS = 30.0
 LUMA_WEIGHTS = (0.2989, 0.5870, 0.1140)  # skvideo.utils.rgb2gray (BT.601), what upstream's ST-RRED saw
 NOISES = ("gaussian", "salt_pepper", "speckle", "poisson", "multiplicative", "jpeg") + ("none",) * 6
 
@@ -233,37 +233,6 @@ def psnr_target_per_frame(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     [10, 40] and mapped to [−1, 1] per frame, then the mean (an identical frame gives +1)."""
     mse = (a.double() - b.double()).pow(2).mean((1, 2, 3))
     return psnr_to_target(20 * torch.log10(1 / torch.sqrt(mse))).mean()
-
-
-# --------------------------------------------------------------------------------------------- FovVideoVDP
-class FovVideoVDP:
-    """pyfvvdp's FovVideoVDP (display ``standard_fhd``, 30 fps) on uint8 sRGB sequences; built on first use."""
-
-    def __init__(self, device: str | torch.device = "cpu") -> None:
-        try:
-            import pyfvvdp
-        except ImportError:
-            raise InputError(
-                "pyfvvdp: not installed, so the FovVideoVDP target (head 4) is unavailable; "
-                "`pip install pyfvvdp==1.2.2` (see requirements.txt) or set its loss weight to 0 (`weights`)"
-            ) from None
-        logging.getLogger("pyfvvdp").setLevel(logging.WARNING)
-        self.metric = pyfvvdp.fvvdp(display_name=FVVDP_DISPLAY, heatmap=None, quiet=True, device=torch.device(device))
-
-    def __call__(self, test: torch.Tensor, ref: torch.Tensor) -> float:
-        """JOD of ``test`` against ``ref``: (T, 3, H, W) uint8 (or float in [0, 1]) sequences."""
-        with torch.no_grad():
-            q, _ = self.metric.predict(test.permute(1, 0, 2, 3)[None], ref.permute(1, 0, 2, 3)[None],
-                                       dim_order="BCFHW", frames_per_second=FVVDP_FPS)
-        return float(q)
-
-
-def fvvdp_available() -> bool:
-    try:
-        import pyfvvdp  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------------------------- all five

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from models.fullref.fvvdp import fvvdp_available
 from models.training.device_targets import batch_targets
 from models.training.pairs import PairSpec
-from models.training.targets import RECIPES, fvvdp_available, pair_targets
+from models.training.targets import RECIPES, pair_targets
 
 
 def _batch(shapes: list[tuple[int, int, int]], seed: int = 0) -> list[dict]:

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from models.fullref.fvvdp import fvvdp_available
 from models.ssim import gaussian_window, psnr, ssim, ssim_map
 from models.training import targets as tg
 from models.training.strred import strred
-from models.training.targets import fvvdp_available, pair_targets
+from models.training.targets import pair_targets
 
 CALIB = Path(__file__).parent / "calibration"
 
@@ -95,7 +96,7 @@ def test_strred_matches_scikit_video():
 
 @pytest.mark.skipif(not fvvdp_available(), reason="pyfvvdp not installed (FovVideoVDP target optional)")
 def test_fvvdp_identical_is_ten_jod_and_noise_lowers_it():
-    from models.training.targets import FovVideoVDP
+    from models.fullref.fvvdp import FovVideoVDP
 
     g = torch.Generator().manual_seed(0)
     ref = (torch.rand(4, 3, 48, 48, generator=g) * 255).to(torch.uint8)

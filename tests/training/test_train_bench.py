@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import train_bench
+from models.fullref.fvvdp import FovVideoVDP, fvvdp_available
 from models.training.pairs import PairConfig, PairDataset, scan_renders
-from models.training.targets import FovVideoVDP, fvvdp_available
 from tests.training.test_training import TINY_PAIRS, make_renders
 
 
