@@ -9,7 +9,8 @@ Shared flat modules (none imports a subpackage):
     discovery    the sequences an input holds in the render trees people have (scene/method, 3DGS, NerfBaselines)
     pixels       reading one image file (OpenCV's libjpeg-turbo, Pillow for the rest) at its own bit depth
     video        video decoding and encoding through PyAV, colour tags honoured
-    results      atomic result files stamped with the versions that made them; Markdown/CSV tables
+    results      atomic result files stamped with the versions that made them; strict JSON; Markdown/CSV tables
+    journal      several result files replaced as one unit (checked, then committed); file names from user names
     stats        Pearson, Spearman (SRCC), Kendall tau-b (KRCC), RMSE, NaN where undefined
     ssim         the one SSIM / PSNR (NVS-SQA training targets, CrossScore target)
     cluster      the submitit executors (local, SLURM) that preprocess.py, app.py, evaluate.py and train.py share

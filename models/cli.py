@@ -10,8 +10,9 @@ A script's options are one dataclass whose fields document themselves with :func
 
 :func:`parse` turns it into argparse flags (``--batch-size``; booleans as ``--quiet/--no-quiet``; a nested
 dataclass field becomes a group of flags; presets supply other defaults), checks ``min``/``choices``, and
-builds the config; :func:`to_argv` goes back. :func:`main` runs a script: logging, one-line errors (exit 2),
-Ctrl-C -> 130. Nothing repeats a default, and no source code is read at run time.
+builds the config; :func:`to_argv` goes back. :func:`main` runs a script: logging, one-line errors (exit 2) for
+bad input and for file system errors (naming the path), Ctrl-C -> 130. Nothing repeats a default, and no source
+code is read at run time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import errno
 import logging
 import re
 import signal
@@ -327,20 +329,50 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _sigterm)
 
 
+# What to do about a file system error, by its kind; the line names the path (:func:`os_error_line`).
+_OS_ADVICE = {
+    errno.ENOSPC: "free some space there or write elsewhere, and run again",
+    errno.EDQUOT: "free some space there or write elsewhere, and run again",
+    errno.EACCES: "write somewhere you may write to (or change its permissions)",
+    errno.EPERM: "write somewhere you may write to (or change its permissions)",
+    errno.EROFS: "that file system is read-only: write elsewhere",
+    errno.ENAMETOOLONG: "shorten the path or the names it is made of",
+    errno.ENOTDIR: "a file stands where a folder is needed: move it or choose another path",
+    errno.EISDIR: "a folder stands where a file is needed: move it or choose another path",
+    errno.ENOENT: "check the path",
+}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for a file system error: the path(s), what the system said, and what to do."""
+    where = " -> ".join(str(p) for p in (e.filename, e.filename2) if p is not None)
+    why = e.strerror or str(e) or type(e).__name__
+    advice = _OS_ADVICE.get(e.errno, "check the path and the disk, then run again")  # type: ignore[arg-type]
+    return f"{where}: {why}; {advice}" if where else f"{why} ({type(e).__name__}); {advice}"
+
+
 def main(parse_args: Callable[[list[str] | None], Any], run: Callable[[Any], int], argv: list[str] | None = None,
          interrupted: str = "interrupted") -> int:
     """``run(parse_args(argv))`` for every script: INFO logging (WARNING with ``quiet``), an :class:`InputError`
-    -> ``error: <one line>`` and exit 2, Ctrl-C -> ``interrupted`` and exit 130."""
+    -> ``error: <one line>`` and exit 2, an :class:`OSError` (a full disk, no permission, a name too long ...)
+    -> ``error: <path>: <why>; <what to do>`` and exit 2, Ctrl-C -> ``interrupted`` and exit 130."""
     try:
         cfg = parse_args(argv)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 2
     setup_logging(bool(getattr(cfg, "quiet", False)))
     try:
         return run(cfg)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        log.debug("file system error", exc_info=True)
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)

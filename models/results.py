@@ -12,7 +12,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -47,18 +46,49 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    """Strict JSON (:func:`json_text`), written atomically."""
+    atomic_write_bytes(path, json_bytes(obj))
+
+
+# Strict JSON has no NaN or infinity: every writer spells them as these strings and :func:`json_value` (so
+# :func:`read_json`) reads them back as floats, so that a cached value round-trips. The price: a text value that is
+# exactly "inf", "-inf" or "nan" also reads back as a number.
+NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
 def json_safe(obj: Any) -> Any:
-    """``obj`` with every float NaN replaced by None, so that results files are strict JSON."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
+    """``obj`` with every non-finite float written as ``"inf"``, ``"-inf"`` or ``"nan"`` (:data:`NONFINITE`)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else "inf" if obj > 0 else "-inf"
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def json_value(obj: Any) -> Any:
+    """The inverse of :func:`json_safe` on parsed JSON: the strings of :data:`NONFINITE` (values, not keys) as
+    floats."""
+    if isinstance(obj, str):
+        return NONFINITE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: json_value(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_value(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any, indent: int | None = 2, **kw: Any) -> str:
+    """The one JSON encoder of every file we write: non-finite floats as strings (:func:`json_safe`) and
+    ``allow_nan=False``, so that anything else non-finite (a numpy float32, say) fails loudly instead of writing
+    ``NaN``/``Infinity``, which are not JSON. ``kw``: more :func:`json.dumps` options (``sort_keys``...)."""
+    return json.dumps(json_safe(obj), indent=indent, allow_nan=False, **kw)
+
+
+def json_parse(text: str) -> Any:
+    """The one JSON decoder: :func:`json.loads`, then the non-finite strings back to floats (:func:`json_value`)."""
+    return json_value(json.loads(text))
 
 
 JOD_HELP = (
@@ -101,8 +131,8 @@ def csv_bytes(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> bytes:
 
 
 def json_bytes(obj: Any) -> bytes:
-    """Strict JSON (NaN -> null), indented."""
-    return (json.dumps(json_safe(obj), indent=2) + "\n").encode()
+    """Strict JSON (:func:`json_text`), indented, with a final newline."""
+    return (json_text(obj) + "\n").encode()
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -114,7 +144,7 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Strict JSON (NaN -> null), written atomically."""
+    """Strict JSON (:func:`json_text`), written atomically."""
     atomic_write_bytes(path, json_bytes(obj))
 
 
@@ -178,94 +208,23 @@ def locked(folder: Path, name: str = ".results.lock") -> Iterator[Path]:
         os.close(fd)  # closing releases the lock
 
 
-STAGING = ".staging"  # a results folder's journal: the files of one unit, written in full before any is replaced
-
-
-class Unit:
-    """Several result files replaced as one: every new file is first written in full into ``folder/.staging/``
-    (a full disk fails here, and the folder is left exactly as it was); then a ``COMMIT`` marker is written and
-    the files are renamed into place. A run killed between the marker and the last rename is completed by the next
-    :func:`unit` on that folder, one killed before the marker is rolled back: never a mixed or orphaned set."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.staging = folder / STAGING
-        self.moves: list[tuple[str, str | None]] = []  # (staged file name or None for a removal, final path)
-
-    def write_bytes(self, path: Path, data: bytes) -> None:
-        """Stage ``data`` as the new content of ``path`` (inside the folder)."""
-        self.staging.mkdir(exist_ok=True)
-        staged = f"{len(self.moves):04d}"
-        with open(self.staging / staged, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        self.moves.append((staged, str(Path(path).relative_to(self.folder))))
-
-    def write_json(self, path: Path, obj: Any) -> None:
-        self.write_bytes(path, json_bytes(obj))
-
-    def write_csv(self, path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-        self.write_bytes(path, csv_bytes(rows, columns))
-
-    def write_npz(self, path: Path, arrays: dict[str, np.ndarray]) -> None:
-        self.write_bytes(path, npz_bytes(arrays))
-
-    def remove(self, path: Path) -> None:
-        """Remove ``path`` (if it exists) when the unit commits."""
-        self.moves.append(("", str(Path(path).relative_to(self.folder))))
-
-    def commit(self) -> None:
-        if not self.moves:
-            return
-        self.staging.mkdir(exist_ok=True)
-        atomic_write_json(self.staging / "COMMIT", self.moves)
-        _apply(self.folder)
-
-
-def _apply(folder: Path) -> None:
-    """Finish a committed unit (rename every staged file into place, do the removals) or roll back one that was
-    not committed; then remove the staging folder."""
-    staging = folder / STAGING
-    marker = staging / "COMMIT"
-    if marker.is_file():
-        for staged, final in json.loads(marker.read_text()):
-            target = folder / final
-            if not staged:
-                if target.is_dir():
-                    shutil.rmtree(target)
-                else:
-                    target.unlink(missing_ok=True)
-            elif (staging / staged).exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staging / staged, target)
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def unit(folder: Path) -> Iterator[Unit]:
-    """Under the folder's lock: finish or roll back a unit an earlier run left, then stage this one's files and
-    commit them on a normal exit (on an exception nothing is replaced and the staged files are removed)."""
-    with locked(folder):
-        _apply(folder)
-        u = Unit(folder)
-        try:
-            yield u
-        except BaseException:
-            shutil.rmtree(u.staging, ignore_errors=True)
-            raise
-        u.commit()
+def _unreadable(path: Path, e: Exception) -> InputError:
+    """One line for a results file that cannot be read: what the system said (a name too long, no permission), or
+    the file's kind of damage."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return InputError(f"{path}: cannot read it ({e.strerror}); check the path, or choose another --out")
+    return InputError(f"{path}: cannot read it ({type(e).__name__}); repair or remove it, or choose another --out")
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in ``path``; None when the file does not exist; one-line :class:`InputError` when it is invalid."""
+    """The JSON in ``path`` (non-finite numbers back as floats: :func:`json_parse`); None when the file does not
+    exist; one-line :class:`InputError` when it is invalid."""
     try:
-        return json.loads(path.read_text())
+        return json_parse(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read it ({type(e).__name__}); repair or remove it, or choose another "
-                         "--out") from None
+        raise _unreadable(path, e) from None
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -276,8 +235,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"{path}: cannot read it ({type(e).__name__}); repair or remove it, or choose another "
-                         "--out") from None
+        raise _unreadable(path, e) from None
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -288,8 +246,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError) as e:
-        raise InputError(f"{path}: cannot read it ({type(e).__name__}); repair or remove it, or choose another "
-                         "--out") from None
+        raise _unreadable(path, e) from None
 
 
 def merge_rows(old: Iterable[dict[str, Any]], new: Sequence[dict[str, Any]], key: str = "name",

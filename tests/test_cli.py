@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 import pytest
@@ -96,6 +97,30 @@ def test_main_maps_errors_and_interrupts(capsys):
     assert capsys.readouterr().err.strip() == "error: bad.png: not an image; re-export it"
     assert cli.main(lambda a: Demo(), interrupt, [], interrupted="stopped") == 130
     assert capsys.readouterr().err.strip() == "stopped"
+
+
+@pytest.mark.parametrize("error, line", [
+    (OSError(errno.ENOSPC, "No space left on device", "/r/out/scores.csv"),
+     "error: /r/out/scores.csv: No space left on device; free some space there or write elsewhere, and run again"),
+    (OSError(errno.ENAMETOOLONG, "File name too long", "/r/" + "m" * 300),
+     f"error: /r/{'m' * 300}: File name too long; shorten the path or the names it is made of"),
+    (PermissionError(errno.EACCES, "Permission denied", "/r/out"),
+     "error: /r/out: Permission denied; write somewhere you may write to (or change its permissions)"),
+    (OSError(errno.EROFS, "Read-only file system", "/mnt/ro/out"),
+     "error: /mnt/ro/out: Read-only file system; that file system is read-only: write elsewhere"),
+    (OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b"),
+     "error: /a -> /b: Invalid cross-device link; check the path and the disk, then run again"),
+    (OSError(errno.EIO, "Input/output error"), "error: Input/output error (OSError); check the path and the disk, "
+                                               "then run again"),
+])  # fmt: skip
+def test_main_turns_a_file_system_error_into_one_line_naming_the_path(error, line, capsys):
+    def fails(cfg):
+        raise error
+
+    assert cli.main(lambda a: Demo(), fails, []) == 2
+    assert capsys.readouterr().err == line + "\n"
+    assert cli.main(fails, lambda c: 0, []) == 2  # also while the flags are read (a config file, say)
+    assert capsys.readouterr().err == line + "\n"
 
 
 def test_library_errors_become_the_scripts_flags():

@@ -35,6 +35,7 @@ from consts import EXAMPLES_DIR, ROOT
 SCRIPTS = {"app": app, "evaluate": evaluate, "train": train, "preprocess": preprocess, "crossscore": crossscore,
            "report": report}
 EX = str(EXAMPLES_DIR / "Giraffe+NeRF")
+LONG = "x" * 300  # a folder name longer than any file system allows
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +172,14 @@ CASES = [
     _row("report", ["{t}/renders", "--bootstrap", "10"], "--bootstrap 10: must be >= 100"),
     _row("report", ["{t}/renders", "--preset", "nope"], "--preset 'nope': unknown"),
     _row("report", ["{t}/renders", "--metrics", "crossscore"], "--metrics crossscore: needs --references"),
+    # --------------------------------------------------------------------------- file system errors (any script)
+    _row("app", ["{t}/renders/scene__m0", "--out", f"{{t}}/{LONG}/out"], f"{{t}}/{LONG}/out"),
+    _row("report", ["{t}/renders", "--out", f"{{t}}/{LONG}/rep"],
+         f"{{t}}/{LONG}/rep: File name too long; shorten the path or the names it is made of"),
+    _row("crossscore", ["demo-data", "--out", f"{{t}}/{LONG}/demo"], "File name too long; shorten the path"),
+    _row("crossscore", ["predict", "{t}/query/a.png", "--references", "{t}/refs", "--checkpoint", "{t}/badck",
+                        "--out", f"{{t}}/{LONG}/out"], "File name too long; shorten the path"),
+    _row("preprocess", ["--dry-run", "--plan-json", f"{{t}}/{LONG}/plan.json"], "File name too long"),
 ]
 
 

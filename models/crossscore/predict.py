@@ -18,7 +18,8 @@ from typing import Any
 from consts import RUNS_DIR
 from models.crossscore.options import PredictConfig, TestConfig
 from models.errors import InputError
-from models.results import check_creatable, merge_rows, read_json, stamp, unit
+from models.journal import unit
+from models.results import check_creatable, merge_rows, read_json, stamp
 from models.runtime import set_threads
 
 log = logging.getLogger(__name__)

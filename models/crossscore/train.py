@@ -15,7 +15,6 @@ N x batch-size (up to float summation order). Only rank 0 writes files.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ from models.crossscore.network import CrossScoreConfig, CrossScoreNet
 from models.crossscore.options import CrossScoreTrainConfig
 from models.errors import InputError
 from models.frames import prefetch
-from models.results import atomic_write_bytes, atomic_write_json, check_creatable, stamp
+from models.results import atomic_write_bytes, atomic_write_json, check_creatable, json_text, stamp
 from models.runtime import resolve_device, set_threads
 from models.ssim import psnr_from_l1
 
@@ -237,7 +236,7 @@ def _finish(r: _Run) -> Path:
 def _append_jsonl(path: Path, rec: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:  # appended line by line: a crash loses at most the line being written
-        f.write(json.dumps(rec) + "\n")
+        f.write(json_text(rec, indent=None) + "\n")
 
 
 def _save_state(run: Path, net, optim, scaler, step: int, target_sum: float, target_n: int) -> None:

@@ -2,7 +2,7 @@
 which sequence from which source, with which settings), and the merge of results into it.
 
 Everything is merged by sequence name under the folder's lock, and all the files of one merge are replaced as one
-unit (:func:`models.results.unit`: staged in full, then renamed; a full disk or a kill leaves the folder as it was
+unit (:func:`models.journal.unit`: staged in full, then renamed; a full disk or a kill leaves the folder as it was
 or completes the merge, never a mixed or orphaned set). ``output_features.json`` keeps, per name, the sequence's
 source, fingerprint and settings: a rerun skips what is already scored alike, and a name is never silently
 replaced by another source's results.
@@ -24,6 +24,7 @@ from consts import (
     APP_SCORES_JSON,
     APP_WINDOWS_CSV,
 )
+from models import journal
 from models import results as res
 from models.errors import InputError
 from models.nvs_sqa.validity import tie_ranks
@@ -76,7 +77,7 @@ def check_sources(out: Path, planned: dict[str, str]) -> None:
                              "both (names become scene/method), give --name, or use another --out")
 
 
-def _scores(u: res.Unit, out: Path, rows: list[dict], names: list[str], meta: dict[str, Any],
+def _scores(u: journal.Unit, out: Path, rows: list[dict], names: list[str], meta: dict[str, Any],
             features_only: bool) -> None:  # fmt: skip
     scored = [] if features_only else rows
     csv_rows = res.merge_rows(res.read_csv(out / SCORES_CSV), [{**r, "warnings": "; ".join(r["warnings"])}
@@ -97,7 +98,7 @@ def _scores(u: res.Unit, out: Path, rows: list[dict], names: list[str], meta: di
         u.remove(out / SCORES_JSON)
 
 
-def _windows(u: res.Unit, out: Path, windows: list[dict], curves: dict[str, bytes], names: list[str]) -> None:
+def _windows(u: journal.Unit, out: Path, windows: list[dict], curves: dict[str, bytes], names: list[str]) -> None:
     win_rows = res.merge_rows(res.read_csv(out / WINDOWS_CSV), windows, drop=names)
     if win_rows:
         u.write_csv(out / WINDOWS_CSV, win_rows, WINDOW_COLUMNS)
@@ -117,7 +118,7 @@ def write_results(out: Path, rows: list[dict], feats: dict[str, np.ndarray], win
     many earlier sequences were kept. A name featured without a score loses its stale score, windows and curve.
     ``sequences``: per name, the source/fingerprint/settings record a rerun compares with."""
     names = [r["name"] for r in rows]
-    with res.unit(out) as u:
+    with journal.unit(out) as u:
         check_same_model(out, info, features_only)  # again: a concurrent run may have written meanwhile
         old = res.read_npz(out / FEATURES)
         u.write_npz(out / FEATURES, {**old, **feats})

@@ -1,7 +1,7 @@
 """report.py's run: scenes -> methods -> measured parts (cached) -> statistics -> pictures -> one report folder.
 
 The report's files (index.html, report.csv, frames.csv, report.json, figures/) are replaced as one unit
-(:func:`models.results.unit`): an interrupted or failed run leaves the previous report whole, never a mix. The
+(:func:`models.journal.unit`): an interrupted or failed run leaves the previous report whole, never a mix. The
 cache (``OUT/cache/``) keeps every finished part, so the rerun does only what is left.
 """
 
@@ -17,6 +17,7 @@ from models import cluster
 from models.cli import as_flags, to_argv
 from models.errors import InputError
 from models.frames import folder_name
+from models.journal import file_name, unit
 from models.nvs_sqa.validity import Limits
 from models.report import figures, outputs, page
 from models.report.config import ReportConfig
@@ -24,7 +25,7 @@ from models.report.measure import Models, measure
 from models.report.panels import method_panels
 from models.report.scene import Method, scene_methods
 from models.report.summary import CROSSSCORE, JOD, scene_summary, worst_frame_metric
-from models.results import check_creatable, csv_bytes, json_bytes, json_safe, stamp, table, unit
+from models.results import check_creatable, csv_bytes, json_bytes, json_safe, stamp, table
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +150,13 @@ def build(cfg: ReportConfig, scenes: list[tuple[str, list[Method]]], measured: d
         s = scene_summary(scene, ms, limits, cfg.seed, cfg.bootstrap, cfg.worst)
         figs = scene_figures(scene, ms, s, limits)
         for key, png in figs.items():
-            files[f"{FIGURES}/{scene}-{key}.png"] = png
+            files[f"{FIGURES}/{file_name(scene)}-{key}.png"] = png
         fails = {f["name"]: f for f in s["failures"]}
         best = best_by_jod(s, methods)
         panels = {m.name: method_panels(models, m, fails[m.name], refs, best) for m in methods}
         for name, ps in panels.items():
             for i, (_, png) in enumerate(ps):
-                files[f"{FIGURES}/{scene}-{name.replace('/', '_')}-failure{i + 1}.png"] = png
+                files[f"{FIGURES}/{file_name(scene, name)}-failure{i + 1}.png"] = png
         body.append(outputs.scene_section(s, ms, figs, panels))
         rows, cols = outputs.frame_rows(scene, ms)
         frames_rows += rows
@@ -192,7 +193,7 @@ def map_files(scenes: list[tuple[str, list[Method]]], models: Models, progress: 
                 except InputError:
                     continue
                 for key, arr in maps.items():
-                    out[f"{MAPS}/{scene}/{m.name}/{render.stem}-{key}.npy"] = npy_bytes(arr)
+                    out[f"{MAPS}/{file_name(scene)}/{file_name(m.name)}/{render.stem}-{key}.npy"] = npy_bytes(arr)
     return out
 
 

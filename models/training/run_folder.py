@@ -16,7 +16,6 @@ renames, so a kill at any moment leaves either the old or the new ``latest``, ne
 from __future__ import annotations
 
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import torch
 from consts import CKPT_WEIGHTS
 from models.errors import InputError
 from models.nvs_sqa.checkpoint import save_checkpoint
-from models.results import atomic_write_bytes
+from models.results import atomic_write_bytes, json_parse, json_text
 
 log = logging.getLogger(__name__)
 TRAIN_STATE = "train_state.pth"
@@ -90,7 +89,7 @@ class MetricsLog:
         self.rows: list[dict] = []
         if resume_step is not None and path.is_file():
             for line in path.read_text().splitlines():
-                row = json.loads(line)
+                row = json_parse(line)
                 if row["step"] <= resume_step:  # the saved state includes that step (and its epoch's validation)
                     self.rows.append(row)
 
@@ -100,7 +99,7 @@ class MetricsLog:
             self.flush()
 
     def flush(self) -> None:
-        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in self.rows).encode())
+        atomic_write_bytes(self.path, "".join(json_text(r, indent=None) + "\n" for r in self.rows).encode())
 
 
 def validation_correlations(

@@ -147,7 +147,7 @@ def test_missing_sequences(world, run, tmp_path):
     rc, out, _ = run("--features", part, "--allow-missing", bank=False)
     res = _results(out)
     assert rc == 0 and res["missing"] == ["da+s1+m3"]
-    assert res["scenes"][0]["srcc"] is None and res["scenes"][0]["n_test"] == 1  # NaN written as strict-JSON null
+    assert res["scenes"][0]["srcc"] == "nan" and res["scenes"][0]["n_test"] == 1  # NaN in strict JSON: "nan"
     assert "> evaluated on 7 of 8 labelled sequences (4 train, 3 test); missing: da+s1+m3" in (
         out / "tables.md").read_text()
 

@@ -17,6 +17,7 @@ import pytest
 
 import app
 from consts import ROOT
+from models import journal
 from models import results as res
 from models.errors import InputError, ValidityWarning
 from models.nvs_sqa import NVSSQA
@@ -113,7 +114,7 @@ def test_an_interrupt_keeps_the_finished_sequences_and_the_rerun_does_the_rest(t
     err = capsys.readouterr().err
     assert f"interrupted after 2 of 4 sequence(s): their results are in {out}; run the same command again" in err
     assert [x["name"] for x in rows_of(out / "scores.csv")] == ["sceneA/nerfacto", "sceneA/splatfacto"]
-    assert not (out / res.STAGING).exists()
+    assert not (out / journal.STAGING).exists()
     monkeypatch.setattr(NVSSQA, "assess", real)
     assert app.main([str(r), "--out", str(out), "--quiet"]) == 0
     assert "2 already scored alike, skipped" in capsys.readouterr().out
@@ -166,31 +167,41 @@ def test_a_full_disk_leaves_no_orphan_or_mixed_files(small_disk, tmp_path, relea
     assert app.main([str(second), "--out", str(out), "--quiet"]) == 2
     assert "cannot write results" in capsys.readouterr().err
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert after == before and not (out / res.STAGING).exists()  # the folder exactly as it was
+    assert after == before and not (out / journal.STAGING).exists()  # the folder exactly as it was
 
 
-def test_a_unit_killed_after_its_commit_is_completed_and_one_killed_before_is_rolled_back(tmp_path):
+def test_a_unit_killed_after_its_commit_is_completed_and_one_killed_before_is_rolled_back(tmp_path, monkeypatch):
     out = tmp_path / "o"
-    with res.unit(out) as u:
+    with journal.unit(out) as u:
         u.write_bytes(out / "a.txt", b"old a")
         u.write_bytes(out / "b.txt", b"old b")
-    u = res.Unit(out)
+    replace = os.replace
+
+    def killed_before_b(src, dst):
+        if Path(dst).name == "b.txt":
+            raise KeyboardInterrupt  # the process stops here: after the commit marker and the rename of a.txt
+        replace(src, dst)
+
+    u = journal.Unit(out)
     u.write_bytes(out / "a.txt", b"new a")
     u.write_bytes(out / "b.txt", b"new b")
-    res.atomic_write_json(u.staging / "COMMIT", u.moves)  # killed right after the commit marker
-    os.replace(u.staging / "0000", out / "a.txt")  # and after one rename
-    with res.unit(out):
+    monkeypatch.setattr(os, "replace", killed_before_b)
+    with pytest.raises(KeyboardInterrupt):
+        u.commit()
+    monkeypatch.undo()
+    assert (out / "a.txt").read_bytes() == b"new a" and (out / "b.txt").read_bytes() == b"old b"
+    with journal.unit(out):
         pass  # the next unit on the folder finishes the first
     assert (out / "a.txt").read_bytes() == b"new a" and (out / "b.txt").read_bytes() == b"new b"
-    u = res.Unit(out)
+    u = journal.Unit(out)
     u.write_bytes(out / "a.txt", b"half")  # killed before the commit marker
-    with res.unit(out):
+    with journal.unit(out):
         pass
-    assert (out / "a.txt").read_bytes() == b"new a" and not (out / res.STAGING).exists()
-    with pytest.raises(RuntimeError), res.unit(out) as u:
+    assert (out / "a.txt").read_bytes() == b"new a" and not (out / journal.STAGING).exists()
+    with pytest.raises(RuntimeError), journal.unit(out) as u:
         u.write_bytes(out / "b.txt", b"never")
         raise RuntimeError("failed while staging")
-    assert (out / "b.txt").read_bytes() == b"new b" and not (out / res.STAGING).exists()
+    assert (out / "b.txt").read_bytes() == b"new b" and not (out / journal.STAGING).exists()
 
 
 # --------------------------------------------------------------------------------------------- shards
