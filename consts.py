@@ -257,13 +257,14 @@ FULLREF_DISTS: Final = PyPIArchive(
                                     "f5e65c96230b7f6ca995691647d482237e4cab8a50c5c4a5784f219ef0748218")},
 )  # fmt: skip
 FULLREF_DIR: Final = CHECKPOINTS_DIR / "fullref"
-# The converted files (plain state dicts, torch.save by torch==2.13.0, loaded with weights_only=True) -> sha256.
-# The VGG16 convolutions are stored once: LPIPS-vgg and DISTS share them.
+# The converted files (plain state dicts, loaded with weights_only=True) -> the sha256 of their tensors (names, dtypes,
+# shapes, little-endian values: models.fullref.weights.tensors_sha256), not of the files, whose bytes depend on the
+# torch version that saved them. The VGG16 convolutions are stored once: LPIPS-vgg and DISTS share them.
 FULLREF_WEIGHTS: Final = {
-    "alexnet.pth": "281e6479633b457f26952197640dc468692dd12bf035f8bd18df375d3f108504",
-    "vgg16.pth": "b02f0d1fa498a3b81fd9699ff4f2402fed507770c73bbc7235671f565c8a4114",
-    "lpips_v0.1_lin.pth": "36da82516e7f4cf659036f5613627f1e9d6cac6b3373124ee87ec4af91296375",
-    "dists.pth": "cb244180dbbb15efea6a643ad33ba29a67aa5dc680fea65a6e4e3bee96c5e66e",
+    "alexnet.pth": "15bf30b51817b880021a377fcb1e6f518d031b50647e3c9dc6dcc6351c5df45e",
+    "vgg16.pth": "33c408ab540c26a48deb42d7dbeab3b133ffaba83841c61727e5b022c4d4cdbd",
+    "lpips_v0.1_lin.pth": "33667c0a7fe478939714e2141caf7dd5cd1b82d5bfbefea51e8680d90b5691cd",
+    "dists.pth": "fdf938b0216780259b88db3f14a759df11a9505834b1980555d79d69f3bb57c9",
 }
 FLIP_EVALUATOR_VERSION: Final = "1.7"  # NVIDIA's FLIP (BSD-3), requirements.txt; its default ppd is 67.0206…
 

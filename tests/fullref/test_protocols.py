@@ -101,7 +101,7 @@ def test_every_result_can_be_stamped_with_its_protocol(fullref_weights):
             for opt, value in ref.options.items():
                 assert m[opt] == value
             for w in m.get("weights_files", []):
-                assert w["sha256"] == FULLREF_WEIGHTS[w["file"].rsplit("/", 1)[1]]
+                assert w["tensors_sha256"] == FULLREF_WEIGHTS[w["file"].rsplit("/", 1)[1]]
 
 
 def test_unknown_preset_and_metric_name_the_parameter():

