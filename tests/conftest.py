@@ -127,3 +127,27 @@ def released_model(released_dir):
 @pytest.fixture(scope="session")
 def checkpoints_dir() -> Path:
     return CHECKPOINTS_DIR
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(size)``: a real file system of ``size`` ("64k", "1m") mounted in tmp, for full-disk tests (root only;
+    under CI it must work); unmounted after the test."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size: str) -> Path:
+        mnt = tmp_path / f"tmpfs-{len(mounted)}"
+        mnt.mkdir()
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+        if made.returncode != 0:
+            if os.environ.get("CI"):
+                pytest.fail(f"cannot mount a tmpfs for a full-disk test: {made.stderr.decode().strip()}")
+            pytest.skip("cannot mount a tmpfs (not root?)")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", str(mnt)], check=False)
