@@ -47,15 +47,16 @@ class ArgumentParser(argparse.ArgumentParser):
 def opt(
     default: Any = MISSING, help: str = "", *, positional: bool = False, choices: Sequence[Any] | None = None,  # noqa: A002
     min: float | None = None, metavar: str | None = None, group: str | None = None, flag: bool = True,  # noqa: A002
-    required: bool = False,
+    required: bool = False, repeat: bool = False,
 ) -> Any:
     """A config field that documents itself: its default, its help text, and how it appears as a flag.
 
     ``min``: values below it are refused (one line). ``group``: the --help section. ``flag=False``: not a flag
-    (set by the script). A list/dict/dataclass default is copied per instance.
+    (set by the script). ``repeat``: a list given one value per flag (``--method A=x --method B=y``). A
+    list/dict/dataclass default is copied per instance.
     """
     md = {"help": help, "positional": positional, "choices": tuple(choices) if choices else None, "min": min,
-          "metavar": metavar, "group": group, "flag": flag, "required": required}
+          "metavar": metavar, "group": group, "flag": flag, "required": required, "repeat": repeat}
     if isinstance(default, (list, dict, set)) or is_dataclass(default):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=md)
     return field(default=default, metadata=md)
@@ -172,7 +173,9 @@ def add_flags(p: argparse.ArgumentParser, cls: type, defaults: Mapping[str, Any]
             action = "store_true" if f.name.startswith("no_") else argparse.BooleanOptionalAction
             target.add_argument(flag_name(f.name), dest=f.name, action=action, **kw)
             continue
-        if nargs is not None:
+        if md.get("repeat"):
+            kw["action"] = "append"
+        elif nargs is not None:
             kw["nargs"] = nargs
         target.add_argument(flag_name(f.name), dest=f.name, type=item, required=bool(md.get("required")), **kw)
 
@@ -311,6 +314,8 @@ def to_argv(cfg: Any, base: Any | None = None) -> list[str]:
             positional += [str(x) for x in (v if isinstance(v, (list, tuple)) else [v])]
         elif isinstance(v, bool):
             out.append(flag_name(f.name) if v or f.name.startswith("no_") else "--no-" + f.name.replace("_", "-"))
+        elif isinstance(v, (list, tuple)) and f.metadata.get("repeat"):
+            out += [x for item in v for x in (flag_name(f.name), str(item))]
         elif isinstance(v, (list, tuple)):
             out += [flag_name(f.name), *map(str, v)]
         elif v is not None:
