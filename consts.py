@@ -205,8 +205,8 @@ CROSSSCORE_DEMO_SHA256: Final = "1b322beb1383a512e4ec080296b4c261d363320ccfa494d
 CROSSSCORE_DEMO_WARNING: Final = (
     "the CrossScore demonstration model (examples/.crossscore-demo.pth): trained offline on the two example "
     "sequences, it predicts ~0.95 nearly whatever the defect (held-out pixel Pearson 0.11, docs/crossscore.md); its "
-    "maps show the pipeline, not render quality; for real scores use upstream's CrossScore-v1.0.0.ckpt (--checkpoint)"
-)
+    "maps show the pipeline, not render quality; for real scores use upstream's CrossScore-v1.0.0.ckpt (`checkpoint`)"
+)  # a parameter, not a flag: each script shows it as its own flag (models.cli.as_flags)
 
 
 # --------------------------------------------------------------------------------------------- full-reference metrics

@@ -14,15 +14,24 @@ class ReportConfig:
     """Options of one scene report (all flags of report.py)."""
 
     scenes: list[str] = opt([], "a scene: one folder (or video) per method, or a 3DGS / NerfBaselines / nerfstudio "
-                            "tree; several scenes make one page", positional=True, metavar="SCENE", required=True)
-    gt: str | None = opt(None, "ground-truth frames, matched to each method's frames by file name (default: the gt/ "
-                         "gt-color/ gt-rgb/ folders found beside the renders): adds the full-reference metrics")
+                            "tree; SCENEs of one folder name are one scene (runs_a/garden runs_b/garden: methods "
+                            "runs_a, runs_b); several scenes make one page", positional=True, metavar="SCENE")
+    method: list[str] = opt([], "one method by name: NAME=PATH, PATH a frame folder or a video (its ground truth as "
+                            "for the others); repeat the flag for each; joins the SCENE (several SCENEs: name it "
+                            "SCENE/NAME; none: one scene named after the folder the paths share)",
+                            metavar="NAME=PATH", repeat=True)
+    gt: str | None = opt(None, "ground-truth frames, matched to each method's frames by name, any extension (a "
+                         "video's by index) (default: the gt/ gt-color/ gt-rgb/ folders found beside the renders): "
+                         "adds the full-reference metrics")
     references: str | None = opt(None, "real photos of the scene from other viewpoints: adds CrossScore")
     out: str = opt("report", "the report folder (index.html, report.csv, report.json, figures/); replaced whole")
     metrics: list[str] = opt([], "what to compute: jod (NVS-SQA), crossscore, and full-reference metric names "
                              "(default: jod, the preset's metrics with ground truth, crossscore with references)",
                              metavar="METRIC")
     preset: str = opt("nerfbaselines", "the full-reference protocol (docs/fullref.md)")
+    background: str | None = opt(None, "white | black | R,G,B: composite RGBA renders and ground truth onto it before "
+                                 "the full-reference metrics (default: the preset's, as its tool: nerfbaselines black, "
+                                 "nerfbaselines-nerf and nerfstudio-* white, 3dgs drops alpha)")
     checkpoint: str | None = opt(None, "NVS-SQA checkpoint (default: the released v0.0.1)")
     crossscore_checkpoint: str | None = opt(None, "CrossScore checkpoint (default: the offline demo model)")
     bootstrap: int = opt(2000, "bootstrap resamples behind every confidence interval and decision", min=100)

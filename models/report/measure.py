@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from models.cli import as_flags
 from models.discovery import fingerprint
 from models.errors import InputError
-from models.report.scene import Method
+from models.report.scene import FrameProblems, Method, render_problem
 from models.report.summary import CROSSSCORE, JOD
 from models.results import atomic_write_json, json_safe, read_json
 
@@ -40,6 +41,7 @@ class Models:
     preset: str = "nerfbaselines"
     fullref_metrics: tuple[str, ...] | None = None  # None: the preset's
     device: str = "auto"
+    background: str | None = None  # what RGBA images are composited onto (None: the preset's rule)
     _loaded: dict[str, Any] = field(default_factory=dict)
 
     def _get(self, what: str, load: Callable[[], Any]) -> Any:
@@ -55,13 +57,26 @@ class Models:
     def fullref(self) -> Any:
         from models.fullref import FullReference
 
-        return self._get("fullref", lambda: FullReference(self.preset, self.fullref_metrics, self.device))
+        return self._get("fullref", lambda: FullReference(self.preset, self.fullref_metrics, self.device,
+                                                          self.background))
 
     def crossscore(self) -> Any:
-        from models.crossscore import CrossScore
+        return self._get("crossscore", self._load_crossscore)
 
-        return self._get("crossscore", lambda: CrossScore.from_checkpoint(self.crossscore_checkpoint,
-                                                                          device=self.device))
+    def _load_crossscore(self) -> Any:
+        """CrossScore, its demo-model warning naming report.py's flag (the library names the parameter)."""
+        import warnings
+
+        from models.crossscore import CrossScore
+        from models.errors import ValidityWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ValidityWarning)
+            cs = CrossScore.from_checkpoint(self.crossscore_checkpoint, device=self.device)
+        if cs.info.get("warning"):
+            cs.info["warning"] = as_flags(cs.info["warning"], {"checkpoint": "--crossscore-checkpoint"})
+            warnings.warn(cs.info["warning"], ValidityWarning, stacklevel=2)
+        return cs
 
     def identity(self, part: str) -> dict[str, Any]:
         """What a part's numbers depend on besides the inputs: the checkpoint sha256 / the preset's parameters."""
@@ -117,19 +132,25 @@ def jod_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
 
 
 def fullref_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
-    """The preset's metrics per frame with ground truth; a pair that cannot be scored is one line in ``errors``
-    (the other frames are still scored)."""
-    fr = models.fullref()
-    rows, errors = [], []
-    pairs = [(f, method.gt[f.name]) for f in method.frames if f.name in method.gt]
+    """The preset's metrics per frame with ground truth (:attr:`Method.pairs`: frames read from their files, a video
+    decoded once). A problem of single frames is counted by kind: one line in ``errors`` per kind, naming how many
+    frames it hit (the other frames are still scored)."""
     from tqdm import tqdm
 
-    for render, gt in tqdm(pairs, desc=f"{method.name}: full-reference", unit="img", disable=not progress):
+    fr = models.fullref()
+    rows, problems = [], FrameProblems()
+    for pair, render in tqdm(method.paired(), total=len(method.pairs), desc=f"{method.name}: full-reference",
+                             unit="img", disable=not progress):
         try:
-            rows.append({"frame": render.name, **fr.compute(render, gt)})
+            rows.append({"frame": pair.frame, **fr.compute(render, pair.gt)})
         except InputError as e:
-            errors.append(str(e))
-            log.warning("%s", e)
+            render_problem(method, problems, pair, render, str(e))
+    errors = problems.lines(len(method.pairs))
+    if len(rows) + len(problems) < len(method.pairs):  # a video with fewer frames than its container declared
+        errors.append(f"{method.path}: only {len(rows) + len(problems)} of the {len(method.pairs)} frames paired "
+                      "with ground truth could be decoded")
+    for line in errors:
+        log.warning("%s: %s", method.key, line)
     higher = {k: m.higher_is_better for k, m in fr.metrics.items()}
     return {"preset": fr.protocol.name, "higher_is_better": higher, "rows": rows, "errors": errors,
             "unmatched": list(method.unmatched)}
@@ -156,7 +177,7 @@ def measure(method: Method, models: Models, parts: set[str], cache: Path | None,
     """Every requested part of one method (``parts`` ⊆ {jod, fullref, crossscore}); a part that cannot be computed
     is one line in ``errors`` and the others are still computed."""
     out: dict[str, Any] = {"key": method.key, "scene": method.scene, "name": method.name, "path": str(method.path),
-                           "n_frames": len(method.frames), "errors": []}  # fmt: skip
+                           "n_frames": method.n_frames, "errors": []}  # fmt: skip
     render = out["fingerprint"] = fingerprint(method.path)
     todo: list[tuple[str, list[str], Callable[[], dict]]] = []
     if JOD in parts:

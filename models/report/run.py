@@ -14,16 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from models import cluster
-from models.cli import as_flags, to_argv
+from models.cli import as_flags, flags_of, to_argv
 from models.errors import InputError
-from models.frames import folder_name
 from models.journal import file_name, unit
 from models.nvs_sqa.validity import Limits
 from models.report import figures, outputs, page
 from models.report.config import ReportConfig
 from models.report.measure import Models, measure
 from models.report.panels import method_panels
-from models.report.scene import Method, scene_methods
+from models.report.scene import Method, check_gt, group_inputs, load_scene
 from models.report.summary import CROSSSCORE, JOD, scene_summary, worst_frame_metric
 from models.results import check_creatable, csv_bytes, json_bytes, json_safe, stamp, table
 
@@ -58,33 +57,44 @@ def parts_of(cfg: ReportConfig) -> tuple[set[str], tuple[str, ...] | None]:
 
 
 def load_scenes(cfg: ReportConfig) -> tuple[list[tuple[str, list[Method]]], list[str]]:
-    """Each SCENE's methods; a scene that cannot be read is one line in the returned errors (the others go on).
-    No usable scene at all is one InputError (its line, when there is one scene)."""
-    scenes, errors, seen, passed_over = [], [], set(), []
-    for s in cfg.scenes:
-        try:
-            methods, skipped = scene_methods(Path(s), Path(cfg.gt) if cfg.gt else None)
-        except InputError as e:
-            errors.append(str(e))
-            continue
-        passed_over += skipped
-        name = folder_name(Path(s))
-        if name in seen:
-            raise InputError(f"{s}: a second scene named {name!r}; give each SCENE a folder of its own name")
-        seen.add(name)
-        if not methods:
-            errors.append(f"{s}: no scene with renders to report on (a method is a folder of frames or a video)")
-            continue
-        scenes.append((name, methods))
+    """Each scene's methods (SCENEs of one folder name are one scene; ``--method``s join theirs); an input that
+    cannot be read is one line in the returned errors (the others go on), and so is every scene's passed-over
+    entries. No usable scene at all is one InputError (its line, when there is one)."""
+    from models.fullref.protocols import background_of
+
+    flags = flags_of(ReportConfig)
+    gt = Path(cfg.gt) if cfg.gt else None
+    try:
+        if cfg.background is not None:
+            background_of(cfg.background)
+        groups = group_inputs([Path(s) for s in cfg.scenes], cfg.method)
+    except InputError as e:
+        raise InputError(as_flags(str(e), flags)) from None
+    if not groups:
+        raise InputError("no SCENE and no --method: give a scene folder, or NAME=PATH per method; see --help")
+    scenes, errors, passed_over = [], [], []
+    for name, (inputs, named) in groups.items():
+        scene = load_scene(name, inputs, gt, named)
+        errors += scene.errors
+        passed_over += [scene.passed_over] if scene.passed_over else []
+        if scene.methods:
+            scenes.append((name, scene.methods))
+        elif not scene.errors:
+            errors.append(f"{name}: no scene with renders to report on (a method is a folder of frames or a video)")
     if not scenes:
         if len(errors) == 1:
             raise InputError(errors[0])
         for e in errors:
             log.error("%s", e)
-        raise InputError(f"{', '.join(cfg.scenes)}: no scene with renders to report on; see `report.py --help`")
+        raise InputError(f"{', '.join(groups)}: no scene with renders to report on; see `report.py --help`")
+    if gt is not None:
+        try:
+            check_gt(gt, [m for _, ms in scenes for m in ms])
+        except InputError as e:
+            raise InputError(as_flags(str(e), flags)) from None
     for e in errors:
         log.error("%s", e)
-    return scenes, errors + passed_over  # discovery has warned about the entries it passed over
+    return scenes, errors + passed_over  # load_scene has warned about the entries it passed over
 
 
 def submit_all(cfg: ReportConfig, methods: list[Method], models: Models, parts: set[str], cache: Path) -> None:
@@ -251,7 +261,7 @@ def run(cfg: ReportConfig) -> int:
             raise InputError(f"{flag} {folder}: no such folder; give the folder of {what}")
     parts, fr_metrics = parts_of(cfg)
     scenes, errors = load_scenes(cfg)
-    models = Models(cfg.checkpoint, cfg.crossscore_checkpoint, cfg.preset, fr_metrics, cfg.device)
+    models = Models(cfg.checkpoint, cfg.crossscore_checkpoint, cfg.preset, fr_metrics, cfg.device, cfg.background)
     measured = measure_all(cfg, scenes, models, parts, out / CACHE)
     failed = [e for m in measured.values() for e in m["errors"]]
     failed += [e for m in measured.values() for p in ("fullref", CROSSSCORE) for e in (m.get(p) or {}).get("errors", [])

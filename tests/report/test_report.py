@@ -124,7 +124,7 @@ def test_bad_inputs_are_one_line_each_and_the_rest_is_reported(scene, tmp_path, 
     assert {"good", "bad", "mid", "short"} <= names and "big" not in names
     html = (out / "index.html").read_text()
     assert "0003.png" in html and "96x80" in html  # the failures are on the page too
-    assert f"{s / 'empty'}: passed over (a folder without frames" in html
+    assert "scene: passed over 1 entry: 1 × a folder without frames (.png/.jpg/.jpeg): empty/" in html
 
 
 def test_nothing_to_report_is_exit_2(tmp_path, capsys):
