@@ -2,7 +2,7 @@
 
     python -m benchmarks.validity_calibration                 # (make validity) -> benchmarks/validity.{json,md},
                                                             #    docs/validity.png
-    python -m benchmarks.validity_calibration --write-limits  # ... and models/nvs_sqa/validity_v1.json
+    python -m benchmarks.validity_calibration --write-limits  # ... and models/nvs_sqa/validity_v2.json
 
 On the two example sequences (960x768, 120 frames), released weights, CPU:
 - length: per-frame features repeated back and forth along the path (a camera going to and fro) to 1..2000
@@ -49,7 +49,7 @@ DARK = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
 WINDOWS = (30, 60, 120, 240)
 CURVE_WINDOW, CURVE_STRIDE = 30, 15  # the quality curve's windows: short enough that a 120-frame render gets one
 CURVE_MIN_FRAMES = 2 * CURVE_WINDOW  # a curve of fewer than 3 windows shows nothing
-LIMITS_VERSION = "v1"
+LIMITS_VERSION = "v2"
 MEASURED_BY = "python -m benchmarks.validity_calibration --write-limits (make validity)"
 
 

@@ -8,7 +8,7 @@ Modules:
     network      the modules (upstream parameter names), the ridge head, the inference fast path
     checkpoint   the checkpoint folder format (its only writer) and the released-weights fetcher
     precision    the precision modes (exact, mixed, bf16, fp16) and where each runs
-    validity     the validated limits (read from validity_v1.json) and the checks that apply them
+    validity     the validated limits (read from validity_v2.json) and the checks that apply them
     windows      the one window rule: one pass or windows, as a WindowPlan; WindowedScore
     scorer       NVSSQA, the API object: features, scores, windows of any sequence
     figures      the quality curve of a windowed sequence

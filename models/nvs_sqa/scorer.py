@@ -53,6 +53,8 @@ class Assessment:
     windowed: WindowedScore | None
     curve: WindowedScore | None
     warnings: list[str]
+    stats: FrameStats | None = None  # the frame statistics the validity checks read (noise, blockiness, background)
+    frame_features: torch.Tensor | None = None  # (T, 360): any other window plan is scored from these (cheap)
 
     @property
     def score(self) -> float | None:
@@ -275,7 +277,8 @@ class NVSSQA:
             path = WindowedScore(seq.name, cplan, self.predict(self.window_representations(feats, cplan)))
         reasons = check(len(feats), seq.width, seq.height, windowed.score if windowed else None, stats, lim,
                         window=plan.window) + list(seq.warnings)  # fmt: skip
-        return Assessment(seq.name, seq.source, len(feats), seq.width, seq.height, feature, windowed, path, reasons)
+        return Assessment(seq.name, seq.source, len(feats), seq.width, seq.height, feature, windowed, path, reasons,
+                          stats, feats)
 
     def score(self, source: Source, batch_size: int = 4, progress: bool = False, window: int | str | None = "auto",
               stride: int = 0, sort: SortOrder = "natural", dim_order: str = "THWC",

@@ -1,6 +1,6 @@
 """Where the released model's scores can be trusted: the measured limits, and the checks that apply them.
 
-The limits are versioned parameters (``validity_v1.json`` beside this file, written by the calibration
+The limits are versioned parameters (``validity_v2.json`` beside this file, written by the calibration
 ``python -m benchmarks.validity_calibration --write-limits``, i.e. ``make validity``); the measurements behind them
 are in ``benchmarks/validity.{json,md}`` and docs/scoring.md. A score outside them is still reported, with a
 warning that names what is outside and the validated range; nothing is silently dropped or clipped.
@@ -10,7 +10,13 @@ so the checks cost well under a millisecond a frame:
 
 - background fraction: share of flat black or white pixels — every channel at most ``DARK_LEVEL`` or at least
   ``WHITE_LEVEL`` (holes in a render, or an empty background, which renders show as either);
-- noise: Immerkær's (1996) estimate of the standard deviation of white noise (0–255 scale), on the central crop.
+- noise: Immerkær's (1996) estimate of the standard deviation of white noise (0–255 scale), on the central crop;
+- blockiness: JPEG's 8×8 block edges, on the same crop (:func:`blockiness`).
+
+The released model has blind spots (``make validity`` measures them against FovVideoVDP, a reference-based JOD):
+it scores Gaussian noise *higher* the stronger it is, and it does not see JPEG artefacts. The limits file holds,
+for each, how much a score can be inflated as a function of the statistic above (:class:`BlindSpot`);
+:func:`blind_spot_bias` turns two renders' statistics into the bias a comparison of their scores must overcome.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ import numpy as np
 
 from models.errors import InputError
 
-LIMITS_FILE = Path(__file__).with_name("validity_v1.json")
+LIMITS_FILE = Path(__file__).with_name("validity_v2.json")
 DARK_LEVEL = 8  # 0–255: a pixel this dark in every channel counts as a hole / black background
 WHITE_LEVEL = 247  # 0–255: a pixel this bright in every channel counts as white background
-NOISE_CROP = 256  # px: side of the central crop the noise estimate reads
+NOISE_CROP = 256  # px: side of the central crop the noise and blockiness estimates read
+JPEG_BLOCK = 8  # px: JPEG's block size (luma)
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
@@ -54,6 +61,9 @@ class Limits:
     curve_stride: int
     curve_min_frames: int  # sequences this long or longer get a quality curve
     curve_noise_floor_jod: float  # the same floor for one window of the curve
+    max_blockiness: float  # estimated JPEG blockiness (0: none) past which a score is flagged (the model is blind)
+    noise_bias: list[list[float]]  # [[estimated noise sigma, JOD the score may be inflated by], ...], non-decreasing
+    blockiness_bias: list[list[float]]  # [[blockiness, JOD the score may be inflated by], ...], non-decreasing
     measured_by: str
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -90,6 +100,23 @@ def noise_sigma(gray: np.ndarray) -> float:
     return float(math.sqrt(math.pi / 2) * np.abs(acc).sum() / (6 * (w - 2) * (h - 2)))
 
 
+def blockiness(gray: np.ndarray, block: int = JPEG_BLOCK) -> float:
+    """JPEG blockiness of a (H, W) image whose block grid starts at (0, 0): the mean absolute step between
+    neighbouring pixels across block edges over the mean step inside blocks, minus 1 (0: no block structure;
+    measured by ``make validity``: about 1 at JPEG quality 50, 3 at quality 15)."""
+    g = np.asarray(gray, np.float32)
+    dh, dv = np.abs(np.diff(g, axis=1)), np.abs(np.diff(g, axis=0))
+    edge = np.zeros(dh.shape[1], bool)
+    edge[block - 1::block] = True
+    row = np.zeros(dv.shape[0], bool)
+    row[block - 1::block] = True
+    inside = dh[:, ~edge].sum() + dv[~row].sum()
+    if not edge.any() or not row.any() or inside == 0:
+        return 0.0
+    across = (dh[:, edge].sum() + dv[row].sum()) / (edge.sum() * dh.shape[0] + row.sum() * dv.shape[1])
+    return float(across / (inside / ((~edge).sum() * dh.shape[0] + (~row).sum() * dv.shape[1])) - 1.0)
+
+
 @dataclass
 class FrameStats:
     """Running statistics of a sequence's frames (uint8 HWC), gathered as they stream past."""
@@ -97,15 +124,20 @@ class FrameStats:
     n: int = 0
     background: float = 0.0  # sum of per-frame fractions of flat black or white pixels
     noise: list[float] = field(default_factory=list)
+    blocks: list[float] = field(default_factory=list)
 
     def update(self, frame: np.ndarray) -> None:
         sub = frame[::4, ::4]
-        self.background += float(((sub.max(axis=2) <= DARK_LEVEL) | (sub.min(axis=2) >= WHITE_LEVEL)).mean())
+        r, g, b = sub[..., 0], sub[..., 1], sub[..., 2]  # per-channel planes: a reduction over axis 2 is ~10x slower
+        flat = (np.maximum(np.maximum(r, g), b) <= DARK_LEVEL) | (np.minimum(np.minimum(r, g), b) >= WHITE_LEVEL)
+        self.background += float(flat.mean())
         h, w = frame.shape[:2]
         c = min(NOISE_CROP, h, w)
         y0, x0 = (h - c) // 2, (w - c) // 2
-        crop = frame[y0:y0 + c, x0:x0 + c].astype(np.float32)
-        self.noise.append(noise_sigma(crop @ np.array([0.299, 0.587, 0.114], dtype=np.float32)))
+        y0, x0 = y0 - y0 % JPEG_BLOCK, x0 - x0 % JPEG_BLOCK  # on JPEG's block grid, which starts at (0, 0)
+        gray = frame[y0:y0 + c, x0:x0 + c].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        self.noise.append(noise_sigma(gray))
+        self.blocks.append(blockiness(gray))
         self.n += 1
 
     def watch(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -121,6 +153,10 @@ class FrameStats:
     @property
     def noise_sigma(self) -> float:
         return float(np.median(self.noise)) if self.noise else 0.0
+
+    @property
+    def blockiness(self) -> float:
+        return float(np.median(self.blocks)) if self.blocks else 0.0
 
 
 def check(n_frames: int, width: int, height: int, score: float | None, stats: FrameStats | None = None,
@@ -146,8 +182,67 @@ def check(n_frames: int, width: int, height: int, score: float | None, stats: Fr
             out.append(f"{stats.background_fraction:.0%} of the pixels are flat black or white (holes or empty "
                        f"background; validated: up to {lim.max_background_fraction:.0%})")
         if stats.noise_sigma > lim.max_noise_sigma:
-            out.append(f"estimated noise sigma {stats.noise_sigma:.1f} > {lim.max_noise_sigma:g} (0-255 scale)")
+            out.append(f"estimated noise sigma {stats.noise_sigma:.1f} > {lim.max_noise_sigma:g} (0-255 scale; "
+                       "NVS-SQA scores noise higher the stronger it is)")
+        if stats.blockiness > lim.max_blockiness:
+            out.append(f"JPEG blockiness {stats.blockiness:.2f} > {lim.max_blockiness:g} (NVS-SQA does not see "
+                       "JPEG artefacts)")
     return out
+
+
+@dataclass(frozen=True)
+class BlindSpot:
+    """One blind spot of the released model: a statistic of the frames (:class:`FrameStats`) and, from the limits
+    file, how much the score may be inflated at each value of it (``curve``: non-decreasing [[value, JOD], ...])."""
+
+    name: str
+    statistic: str  # the FrameStats property
+    says: str  # what the model does, in words
+    curve: list[list[float]]
+
+    def inflation(self, value: float) -> float:
+        """JOD the score may be inflated by at ``value`` (the curve, linearly interpolated; flat outside it)."""
+        xs, ys = zip(*self.curve, strict=True) if self.curve else ((0.0,), (0.0,))
+        return float(np.interp(value, xs, ys))
+
+
+def blind_spots(limits: Limits) -> list[BlindSpot]:
+    """The measured blind spots of the released model, with their curves from ``limits``."""
+    return [BlindSpot("noise", "noise_sigma", "NVS-SQA rewards noise", limits.noise_bias),
+            BlindSpot("jpeg", "blockiness", "NVS-SQA does not see JPEG artefacts", limits.blockiness_bias)]
+
+
+@dataclass(frozen=True)
+class Bias:
+    """How much the blind spots may have raised A's score relative to B's (``a``) and B's relative to A's
+    (``b``), both >= 0, and why, in words."""
+
+    a: float
+    b: float
+    why: str
+
+
+def blind_spot_bias(a: dict[str, float], b: dict[str, float], limits: Limits, names: tuple[str, str] = ("A", "B")
+                    ) -> Bias:  # fmt: skip
+    """The bias a comparison of two scores must overcome: for each blind spot, the difference of the inflation at
+    the two renders' statistics (``a``/``b``: FrameStats property -> value), credited to the render it favours."""
+    bias_a = bias_b = 0.0
+    parts = []
+    for spot in blind_spots(limits):
+        if spot.statistic not in a or spot.statistic not in b:
+            continue
+        va, vb = a[spot.statistic], b[spot.statistic]
+        d = spot.inflation(va) - spot.inflation(vb)
+        if d > 0:
+            bias_a += d
+        else:
+            bias_b -= d
+        if abs(d) > 0:
+            hi, lo = (names[0], names[1]) if d > 0 else (names[1], names[0])
+            label = "noise σ" if spot.name == "noise" else "blockiness"
+            parts.append(f"{spot.says}; {hi}'s {label} {max(va, vb):.2g} vs {lo}'s {min(va, vb):.2g} can raise "
+                         f"{hi}'s score by {abs(d):.2f} JOD")
+    return Bias(bias_a, bias_b, "; ".join(parts))
 
 
 def scene_of(name: str) -> str:

@@ -5,11 +5,13 @@ Agg canvas: no pyplot state, no display."""
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from models.report.failures import Window
 
 DPI = 90
 
@@ -36,18 +38,21 @@ def _colours(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
-def curves_png(scene: str, curves: dict[str, dict[str, Any]], worst: dict[str, list[dict[str, Any]]],
-               floor: float) -> bytes:
+def curves_png(scene: str, curves: dict[str, dict[str, Any]], worst: dict[str, Sequence[Window]], floor: float,
+               flagged: Collection[str] = ()) -> bytes:
     """Every method's quality curve (window JOD vs window centre) on one axis; each method's failing windows
-    shaded in its colour; the curve's noise floor drawn as an error bar."""
+    shaded in its colour; the curve's noise floor drawn as an error bar; a flagged method's curve dashed and its
+    name marked ⚠ (its score is not to be trusted)."""
     fig = _figure(8.0, 3.6)
     ax = fig.add_subplot()
     for (name, c), colour in zip(curves.items(), _colours(len(curves)), strict=True):
         starts, ends = np.asarray(c["starts"]), np.asarray(c["ends"])
         centres = (starts + ends - 1) / 2
-        ax.plot(centres, c["scores"], "o-", ms=3, lw=1.5, color=colour, label=name)
+        bad = name in flagged
+        ax.plot(centres, c["scores"], "o--" if bad else "o-", ms=3, lw=1.5, color=colour,
+                label=f"{name} ⚠ flagged" if bad else name)
         for w in worst.get(name, []):
-            ax.axvspan(w["start"], w["end"] - 1, color=colour, alpha=0.12)
+            ax.axvspan(w.start, w.end - 1, color=colour, alpha=0.12)
     if floor > 0:
         ax.errorbar([0.02], [0.08], yerr=[floor], transform=ax.transAxes, color="0.4", capsize=3, fmt="none")
         ax.annotate(f" ±{floor:g} JOD: one window's noise floor", (0.025, 0.06), xycoords="axes fraction",

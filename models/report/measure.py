@@ -23,12 +23,13 @@ from models.cli import as_flags
 from models.discovery import fingerprint
 from models.errors import InputError
 from models.report.scene import FrameProblems, Method, render_problem
-from models.report.summary import CROSSSCORE, JOD
+from models.report.series import CROSSSCORE, FVVDP, JOD
+from models.report.stats import unit_spans, unit_window
 from models.results import atomic_write_json, json_safe, read_json
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when a cached part's content changes meaning
+CACHE_VERSION = 2  # bump when a cached part's content changes meaning
 
 
 @dataclass
@@ -63,6 +64,11 @@ class Models:
     def crossscore(self) -> Any:
         return self._get("crossscore", self._load_crossscore)
 
+    def fvvdp(self) -> Any:
+        from models.fullref.fvvdp import FovVideoVDP
+
+        return self._get("fvvdp", lambda: FovVideoVDP("cuda" if self.device == "cuda" else "cpu"))
+
     def _load_crossscore(self) -> Any:
         """CrossScore, its demo-model warning naming report.py's flag (the library names the parameter)."""
         import warnings
@@ -81,7 +87,14 @@ class Models:
     def identity(self, part: str) -> dict[str, Any]:
         """What a part's numbers depend on besides the inputs: the checkpoint sha256 / the preset's parameters."""
         if part == JOD:
-            return {"checkpoint_sha256": self.nvssqa().info.get("checkpoint_sha256", "")}
+            from models.nvs_sqa.validity import Limits
+
+            return {"checkpoint_sha256": self.nvssqa().info.get("checkpoint_sha256", ""),
+                    "limits": Limits.load().version}
+        if part == FVVDP:
+            from models.fullref import fvvdp
+
+            return {"metric": "pyfvvdp", "display": fvvdp.DISPLAY, "fps": fvvdp.FPS}
         if part == "fullref":
             d = self.fullref().describe()
             return {k: v for k, v in d.items() if k not in ("device", "torch")}
@@ -118,17 +131,63 @@ def cached(cache: Path | None, part: str, inputs: list[str], models: Models, com
 
 
 # ------------------------------------------------------------------------------------------ the parts
+def _windows(w: Any) -> dict[str, Any] | None:
+    if w is None:
+        return None
+    return {"starts": w.starts.tolist(), "ends": w.ends.tolist(), "scores": np.asarray(w.scores).tolist()}
+
+
 def jod_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
-    """NVS-SQA on the whole render: the score and its windows, the quality curve, the validity warnings."""
-    a = models.nvssqa().assess(method.path, progress=progress)
+    """NVS-SQA on the whole render: the score and its windows, the quality curve, the validity warnings, the
+    disjoint unit windows the comparisons pair (:func:`~models.report.stats.unit_window`, scored from the same
+    per-frame features), and the frame statistics of the model's blind spots."""
+    from models.nvs_sqa.validity import Limits
 
-    def windows(w: Any) -> dict[str, Any] | None:
-        if w is None:
-            return None
-        return {"starts": w.starts.tolist(), "ends": w.ends.tolist(), "scores": np.asarray(w.scores).tolist()}
-
+    lim = Limits.load()
+    model = models.nvssqa()
+    a = model.assess(method.path, progress=progress, limits=lim)
+    units = None
+    if a.score is not None and a.frame_features is not None:
+        w = unit_window(a.n_frames, lim.min_frames, lim.curve_window)
+        spans = unit_spans(a.n_frames, w)
+        if spans:
+            reps = np.stack([model.aggregate(a.frame_features[s:e]) for s, e in spans])
+            units = {"starts": [s for s, _ in spans], "ends": [e for _, e in spans],
+                     "scores": np.asarray(model.predict(reps)).tolist()}
+    st = a.stats
     return {"score": a.score, "mode": a.mode, "n_frames": a.n_frames, "width": a.width, "height": a.height,
-            "windows": windows(a.windowed), "curve": windows(a.curve), "warnings": list(a.warnings)}
+            "windows": _windows(a.windowed), "curve": _windows(a.curve), "units": units,
+            "warnings": list(a.warnings), "noise_sigma": st.noise_sigma if st else None,
+            "blockiness": st.blockiness if st else None}
+
+
+def fvvdp_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
+    """FovVideoVDP of the frames paired with ground truth, one JOD per disjoint unit window (the same windows as
+    NVS-SQA's where every frame is paired)."""
+    from models.nvs_sqa.validity import Limits
+    from models.pixels import read_image
+
+    lim = Limits.load()
+    n = len(method.pairs)
+    spans = unit_spans(n, unit_window(n, lim.min_frames, lim.curve_window))
+
+    def render(s: int, e: int) -> np.ndarray:
+        got = method.read([p.index for p in method.pairs[s:e]])
+        return np.stack([got[p.index] for p in method.pairs[s:e]])
+
+    def truth(s: int, e: int) -> np.ndarray:
+        return np.stack([read_image(p.gt) for p in method.pairs[s:e]])
+
+    from tqdm import tqdm
+
+    scores, done, errors = [], [], []
+    for s, e in tqdm(spans, desc=f"{method.name}: FovVideoVDP", unit="window", disable=not progress):
+        try:
+            scores += models.fvvdp().windows(render, truth, [(s, e)])
+            done.append((s, e))
+        except (InputError, KeyError, ValueError) as err:
+            errors.append(f"FovVideoVDP, frames {s}-{e - 1}: {err}")
+    return {"starts": [s for s, _ in done], "ends": [e for _, e in done], "scores": scores, "errors": errors}
 
 
 def fullref_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
@@ -153,7 +212,7 @@ def fullref_part(method: Method, models: Models, progress: bool) -> dict[str, An
         log.warning("%s: %s", method.key, line)
     higher = {k: m.higher_is_better for k, m in fr.metrics.items()}
     return {"preset": fr.protocol.name, "higher_is_better": higher, "rows": rows, "errors": errors,
-            "unmatched": list(method.unmatched)}
+            "unmatched": list(method.unmatched), "n_paired": len(method.pairs)}
 
 
 def crossscore_part(method: Method, references: Path, models: Models, progress: bool) -> dict[str, Any]:
@@ -174,8 +233,8 @@ def crossscore_part(method: Method, references: Path, models: Models, progress: 
 
 def measure(method: Method, models: Models, parts: set[str], cache: Path | None, references: Path | None = None,
             redo: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Every requested part of one method (``parts`` ⊆ {jod, fullref, crossscore}); a part that cannot be computed
-    is one line in ``errors`` and the others are still computed."""
+    """Every requested part of one method (``parts`` ⊆ {jod, fullref, fvvdp, crossscore}); a part that cannot be
+    computed is one line in ``errors`` and the others are still computed."""
     out: dict[str, Any] = {"key": method.key, "scene": method.scene, "name": method.name, "path": str(method.path),
                            "n_frames": method.n_frames, "errors": []}  # fmt: skip
     render = out["fingerprint"] = fingerprint(method.path)
@@ -186,6 +245,10 @@ def measure(method: Method, models: Models, parts: set[str], cache: Path | None,
         gts = sorted({str(p.parent) for p in method.gt.values()})
         todo.append(("fullref", [render, *(fingerprint(Path(g)) for g in gts)],
                      lambda: fullref_part(method, models, progress)))
+    if FVVDP in parts and len(method.pairs) >= 1:
+        gts = sorted({str(p.gt.parent) for p in method.pairs})
+        todo.append((FVVDP, [render, *(fingerprint(Path(g)) for g in gts)],
+                     lambda: fvvdp_part(method, models, progress)))
     if CROSSSCORE in parts and references is not None and method.frames:
         todo.append((CROSSSCORE, [render, fingerprint(references)],
                      lambda: crossscore_part(method, references, models, progress)))

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from collections.abc import Sequence
 from typing import Any
 
-from models.report.stats import LEVEL
+from models.report.records import Agreement, MetricSummary
+from models.report.stats import LEVEL, Comparison
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px auto;max-width:1180px;color:#222;
@@ -26,6 +28,8 @@ th{background:#f4f4f4}td.name,th.name{text-align:left}
 .warn{background:#fff6e0;border-left:4px solid #e0a400;padding:4px 10px;margin:4px 0}
 .err{background:#fde8e8;border-left:4px solid #c62828;padding:4px 10px;margin:4px 0}
 .verdict{background:#eef5ff;border-left:4px solid #2b6cb0;padding:6px 12px;margin:8px 0}
+.top{background:#f3f0ff;border-left:4px solid #5a3fc0;padding:8px 12px;margin:8px 0;font-size:15px}
+.flag{color:#b26a00;font-weight:700;cursor:help}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:4px 0}
 .meta{color:#555;font-size:12px}code{background:#f4f4f4;padding:0 3px}
 """
@@ -37,10 +41,15 @@ def esc(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
+FLAG_MARK = "⚠"
+
+
 def fmt(x: float | None, digits: int = 4) -> str:
-    """A number as the page shows it (4 significant digits; "–" for none)."""
+    """A number as the page shows it (4 significant digits; ∞ for an infinite value; "–" for none)."""
     if x is None:
         return "–"
+    if x in (math.inf, -math.inf):
+        return "∞" if x > 0 else "−∞"
     return f"{x:.{digits}g}"
 
 
@@ -57,92 +66,115 @@ def img(png: bytes, alt: str) -> str:
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def _metric_header(m: dict[str, Any]) -> str:
-    arrow = "↑" if m["higher_is_better"] else "↓"
-    preset = f"<br><span class=meta>{esc(m['preset'])}</span>" if m.get("preset") else ""
-    return f"<th>{esc(m['metric'])} {arrow}{preset}</th>"
+def flag(flags: Sequence[str]) -> str:
+    """The mark of a value not to be trusted, its reasons on hover; "" when there are none."""
+    return f' <span class=flag title="{esc("; ".join(flags))}">{FLAG_MARK}</span>' if flags else ""
 
 
-def scores_table(scene: str, metrics: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
-    """Methods × metrics: value, its interval and its rank."""
+def _metric_header(m: MetricSummary) -> str:
+    arrow = "↑" if m.info.higher_is_better else "↓"
+    preset = f"<br><span class=meta>{esc(m.info.preset)}</span>" if m.info.preset else ""
+    return f"<th>{esc(m.info.key)} {arrow}{preset}</th>"
+
+
+def _score_cell(scene: str, name: str, m: MetricSummary) -> str:
+    e = m.entries.get(name)
+    if e is None:
+        return "<td>–</td>"
+    key = m.info.key
+    rank = (f"#{num(e.rank, scene, name, key, 'rank', str(e.rank))}" if e.rank is not None else
+            f'<span title="{esc(e.unranked_why)}">{num(None, scene, name, key, "rank", "–")}</span>')
+    est = e.estimate
+    ci = (f"<br><span class=ci>mean {num(est.mean, scene, name, key, 'mean')} [{num(est.low, scene, name, key, 'low')}"
+          f", {num(est.high, scene, name, key, 'high')}] of {est.units} {m.info.unit}</span>") if est.low is not None \
+        else ""
+    left = "".join(f"<br><span class=ci>{num(n, scene, name, key, 'excluded', str(n))} {m.info.unit} left out: "
+                   f"{esc(why)}</span>" for why, n in e.excluded.items())  # fmt: skip
+    return f"<td>{num(e.value, scene, name, key, 'value')}{flag(e.flags)} <span class=rank>{rank}</span>{ci}{left}</td>"
+
+
+def scores_table(scene: str, metrics: Sequence[MetricSummary], methods: Sequence[str]) -> str:
+    """Methods × metrics: value (flagged where it is not to be trusted), rank, the interval of its units' mean."""
     rows = ["<table><tr><th class=name>method</th>" + "".join(_metric_header(m) for m in metrics) + "</tr>"]
     for name in methods:
-        cells = []
-        for m in metrics:
-            e = m["methods"].get(name)
-            if e is None:
-                cells.append("<td>–</td>")
-                continue
-            ci = (f"<br><span class=ci>[{num(e['low'], scene, name, m['metric'], 'low')}, "
-                  f"{num(e['high'], scene, name, m['metric'], 'high')}]</span>") if e["low"] is not None else ""
-            rank = f" <span class=rank>#{num(e['rank'], scene, name, m['metric'], 'rank', str(e['rank']))}</span>"
-            cells.append(f"<td>{num(e['value'], scene, name, m['metric'], 'value')}{rank}{ci}</td>")
-        rows.append(f"<tr><td class=name>{esc(name)}</td>{''.join(cells)}</tr>")
+        rows.append(f"<tr><td class=name>{esc(name)}</td>{''.join(_score_cell(scene, name, m) for m in metrics)}</tr>")
     return "\n".join(rows) + "</table>"
 
 
-def pairs_table(scene: str, m: dict[str, Any], methods: Sequence[str]) -> str:
-    """Row A, column B: A − B (oriented so that > 0 is better), the decision, and for JOD the share of observers
-    expected to prefer A."""
-    names = [n for n in methods if n in m["methods"]]
-    by = {(p["a"], p["b"]): p for p in m["pairs"]}
-    rows = ["<table><tr><th class=name>A \\ B</th>" + "".join(f"<th>{esc(b)}</th>" for b in names) + "</tr>"]
+def _pair_cell(scene: str, m: MetricSummary, c: Comparison) -> str:
+    pref = ""
+    share = m.prefer(c)
+    if share is not None:
+        shown = num(share, scene, c.a, m.info.key, "prefer", f"{share:.0%}", c.b)
+        pref = f"<br><span class=ci>{shown} prefer A</span>"
+    ci = "" if c.low is None else (f"<br><span class=ci>[{num(c.low, scene, c.a, m.info.key, 'delta_low', against=c.b)}"
+                                   f", {num(c.high, scene, c.a, m.info.key, 'delta_high', against=c.b)}]</span>")
+    return (f"<td class=\"{c.decision}\" title=\"{esc(c.why)}\">{SYMBOL[c.decision]} "
+            f"{num(c.delta, scene, c.a, m.info.key, 'delta', against=c.b)}{ci}{pref}</td>")
+
+
+def pairs_table(scene: str, m: MetricSummary, methods: Sequence[str]) -> str:
+    """Row A, column B: the mean difference A − B over their shared units (> 0: A better), the decision with its
+    reason on hover, and for JOD-unit metrics the share of observers expected to prefer A."""
+    names = [n for n in methods if n in m.entries]
+    head = "".join(f"<th>{esc(b)}{flag(m.entries[b].flags)}</th>" for b in names)
+    rows = [f"<table><tr><th class=name>A \\ B</th>{head}</tr>"]
     for a in names:
-        cells = []
-        for b in names:
-            p = by.get((a, b))
-            if p is None:
-                cells.append("<td></td>")
-                continue
-            pref = ""
-            if "prefer_a" in p:
-                share = f"{p['prefer_a']:.0%}"
-                shown = num(p["prefer_a"], scene, a, m["metric"], "prefer", share, b)
-                pref = f"<br><span class=ci>{shown} prefer A</span>"
-            cells.append(f"<td class=\"{p['decision']}\" title=\"{esc(p['why'])}\">{SYMBOL[p['decision']]} "
-                         f"{num(p['delta'], scene, a, m['metric'], 'delta', against=b)}{pref}</td>")
-        rows.append(f"<tr><td class=name>{esc(a)}</td>{''.join(cells)}</tr>")
+        cells = "".join("<td></td>" if a == b else _pair_cell(scene, m, m.pairs[(a, b)]) for b in names)
+        rows.append(f"<tr><td class=name>{esc(a)}{flag(m.entries[a].flags)}</td>{cells}</tr>")
     return "\n".join(rows) + "</table>"
 
 
-def agreement_table(agreement: Sequence[dict[str, Any]]) -> str:
+def agreement_table(agreement: Sequence[Agreement]) -> str:
     if not agreement:
         return "<p class=meta>One metric only: nothing to compare.</p>"
-    rows = ["<table><tr><th class=name>metric</th><th class=name>metric</th><th>methods</th><th>Kendall τ</th></tr>"]
+    rows = ["<table><tr><th class=name>metric</th><th class=name>metric</th><th>methods</th><th>Kendall τ</th>"
+            "<th>pairs both decided: same way</th><th>opposite way</th></tr>"]
     for a in agreement:
-        rows.append(f"<tr><td class=name>{esc(a['a'])}</td><td class=name>{esc(a['b'])}</td><td>{a['methods']}</td>"
-                    f"<td>{esc(fmt(a['tau'], 3))}</td></tr>")
+        rows.append(f"<tr><td class=name>{esc(a.a)}</td><td class=name>{esc(a.b)}</td><td>{a.methods}</td>"
+                    f"<td>{esc(fmt(a.tau, 3))}</td><td>{a.same}</td><td>{a.opposite}</td></tr>")
     return "\n".join(rows) + "</table>"
 
 
-def verdict(metric: dict[str, Any], methods: Sequence[str]) -> str:
-    """The ranking in words, ties as ties, and what is sure about the last method."""
-    order = sorted((n for n in methods if n in metric["methods"]),
-                   key=lambda n: (metric["methods"][n]["rank"], -_oriented(metric, n)))
-    if len(order) < 2:
+def verdict(m: MetricSummary) -> str:
+    """The ranking of one metric in words: ties as ties, unranked methods apart with the reason, and what is sure
+    about the last ranked method."""
+    order = [n for n in m.order() if m.entries[n].rank is not None]
+    unranked = [n for n in m.entries if m.entries[n].rank is None]
+    if len(m.entries) < 2:
         return ""
-    ranked = " · ".join(f"{metric['methods'][n]['rank']}. {esc(n)}" for n in order)
+    ranked = " · ".join(f"{m.entries[n].rank}. {esc(n)}{flag(m.entries[n].flags)}" for n in order) or "none"
+    out = f"<div class=verdict><b>{esc(m.info.label)}</b>: {ranked}"
+    if unranked:
+        why = {n: m.entries[n].unranked_why.removeprefix("not ranked: ") for n in unranked}
+        out += "<br>Not ranked: " + "; ".join(f"{esc(n)}{flag(m.entries[n].flags)} ({esc(why[n])})" for n in unranked)
+    if len(order) >= 2:
+        out += "<br>" + _about_last(m, order)
+    return out + "</div>"
+
+
+def _about_last(m: MetricSummary, order: Sequence[str]) -> str:
     last = order[-1]
-    pairs = [p for p in metric["pairs"] if p["b"] == last]
-    above = [p for p in pairs if p["decision"] == "better"]  # the methods decisively better than the last
+    pairs = [m.pairs[(o, last)] for o in order[:-1]]
+    above = [c for c in pairs if c.decision == "better"]
+    floor = f" by more than the {m.info.floor:g} noise floor" if m.info.floor else ""
     if len(above) == len(pairs):
-        sure = (f"<b>{esc(last)}</b> is last with {LEVEL:.0%} confidence: every other method is better"
-                + (f" by more than the {metric['floor']:g} noise floor" if metric["floor"] else "") + ".")
+        sure = f"<b>{esc(last)}</b> is last with {LEVEL:.0%} confidence: every other ranked method is better{floor}."
     elif above:
-        sure = (f"<b>{esc(last)}</b> is worse than {', '.join(esc(p['a']) for p in above)} with {LEVEL:.0%} "
-                f"confidence; against the others the difference is not established.")
+        sure = (f"<b>{esc(last)}</b> is worse than {', '.join(esc(c.a) for c in above)} with {LEVEL:.0%} "
+                "confidence; against the others the difference is not established.")
     else:
-        sure = f"No method is decisively better than <b>{esc(last)}</b>: the order above may be noise."
-    if metric["metric"] == "jod":
-        best = max(pairs, key=lambda p: p["delta"])
-        sure += (f" {best['prefer_a']:.0%} of observers would prefer {esc(best['a'])} to {esc(last)} "
-                 f"(ΔJOD {best['delta']:+.2f}).")
-    return f"<div class=verdict><b>{esc(metric['metric'])}</b>: {ranked}<br>{sure}</div>"
+        return f"No method is decisively better than <b>{esc(last)}</b>: the order above may be noise."
+    shares = [(m.prefer(c), c) for c in above if m.prefer(c) is not None]
+    if shares:
+        share, c = max(shares, key=lambda t: t[0])
+        sure += f" {share:.0%} of observers would prefer {esc(c.a)} to {esc(last)} (Δ {c.delta:+.2f} JOD)."
+    return sure
 
 
-def _oriented(metric: dict[str, Any], name: str) -> float:
-    v = metric["methods"][name]["value"]
-    return v if metric["higher_is_better"] else -v
+def top_box(statements: Sequence[str]) -> str:
+    """The scene's top box: what the ranking rests on, the best, what is flagged, whether the metrics agree."""
+    return "<div class=top>" + "<br>".join(esc(s) for s in statements) + "</div>" if statements else ""
 
 
 def notes(lines: Sequence[str], cls: str) -> str:
@@ -154,15 +186,19 @@ def how_to_read() -> str:
     return (
         "<h2>How to read this page</h2><p class=meta>"
         "<b>JOD</b> (NVS-SQA, no reference): just-objectionable differences offset by the real capture; higher is "
-        "better; 1 JOD = 75 % of observers prefer the better render. Its interval resamples non-overlapping "
-        "windows of the quality curve (how much the score depends on which stretch of the path was rendered); a "
-        "difference also has to exceed the noise floor measured by <code>make validity</code> (what invisible "
-        "changes such as a ±1 code-value shift or a high-quality re-encode move a score by). "
+        "better; 1 JOD = 75 % of observers prefer the better render. The value is the sequence's score; comparisons "
+        "use short disjoint windows of the path (about ten per render), paired between methods; a difference must "
+        "also reach the noise floor measured by <code>make validity</code>. NVS-SQA scores Gaussian noise higher "
+        f"the stronger it is and does not see JPEG artefacts: a score past the measured limits is flagged "
+        f"{FLAG_MARK} and neither compared nor ranked, and a difference in favour of the noisier or blockier render "
+        "must exceed what that alone can add (measured against FovVideoVDP). "
         "<b>Full-reference metrics</b> compare each frame with its ground truth under the named preset "
-        "(docs/fullref.md); their intervals resample frames, and comparisons are paired over the frames both "
-        "methods have. <b>CrossScore</b>: the mean of the SSIM map predicted from real photos of the scene. "
-        f"Intervals are {LEVEL:.0%} percentile bootstrap intervals; no correction for multiple comparisons. "
-        "Every number here is in report.csv (and every per-frame value in frames.csv).</p>"
+        "(docs/fullref.md): the value is the preset's mean, infinite where a frame is an exact copy (as the tools "
+        "report it); comparisons are paired over the frames both methods have. <b>FovVideoVDP</b>: a "
+        "reference-based JOD, per window. <b>CrossScore</b>: the mean of the SSIM map predicted from real photos "
+        f"of the scene. Intervals are {LEVEL:.0%} expanded percentile bootstrap intervals; fewer than 6 units decide "
+        "nothing; no correction for multiple comparisons. Every number here is in report.csv (and every per-frame "
+        "value in frames.csv).</p>"
     )
 
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from models.errors import InputError
+from models.report.failures import Failures
 from models.report.figures import Tile, panel_png
 from models.report.measure import Models
 from models.report.scene import Method
-from models.report.summary import FAILURE_MAPS
 
 log = logging.getLogger(__name__)
 
+FAILURE_MAPS = ("flip", "ssim", "lpips")  # the error map shown beside a failing frame, first available
 MAP_STYLE = {  # how each error map is drawn: colour map, range, colour-bar label
     "flip": ("magma", 0.0, 1.0, "FLIP error (0 = identical)"),
     "ssim": ("turbo", 0.0, 1.0, "SSIM (1 = identical)"),
@@ -71,19 +71,18 @@ def panel(models: Models, method: Method, index: int, frame: np.ndarray, referen
     return panel_png(tiles)
 
 
-def method_panels(models: Models, method: Method, failures: dict[str, Any], references: Path | None,
+def method_panels(models: Models, method: Method, failures: Failures, references: Path | None,
                   best: Method | None = None) -> list[tuple[str, bytes]]:
     """(caption, PNG) of every failure of one method: its worst windows, then its worst frames."""
     wanted: list[tuple[int, str]] = []
-    for w in failures["worst_windows"]:
-        mid = (w["start"] + w["end"] - 1) // 2
-        wanted.append((mid, f"{method.name}: window of frames {w['start']}-{w['end'] - 1}, JOD {w['score']:.3f} "
-                            f"({w['below_median']:.2f} below its median); middle frame {mid}"))
-    names = [f.name for f in method.frames]
-    for f in failures["worst_frames"]:
-        if f["frame"] in names:
-            wanted.append((names.index(f["frame"]), f"{method.name}: frame {f['frame']}, "
-                                                    f"{failures['worst_frames_by']} {f['value']:.4g}"))
+    for w in failures.windows:
+        mid = (w.start + w.end - 1) // 2
+        wanted.append((mid, f"{method.name}: window of frames {w.start}-{w.end - 1}, JOD {w.score:.3f} "
+                            f"({w.below_median:.2f} below its median); middle frame {mid}"))
+    index = {p.frame: p.index for p in method.pairs}
+    for f in failures.frames:
+        if f.frame in index:
+            wanted.append((index[f.frame], f"{method.name}: frame {f.frame}, {failures.frames_by} {f.value:.4g}"))
     if not wanted:
         return []
     try:

@@ -20,10 +20,13 @@ from models.journal import file_name, unit
 from models.nvs_sqa.validity import Limits
 from models.report import figures, outputs, page
 from models.report.config import ReportConfig
+from models.report.failures import worst_frame_metric
 from models.report.measure import Models, measure
 from models.report.panels import method_panels
+from models.report.records import SceneSummary
 from models.report.scene import Method, check_gt, group_inputs, load_scene
-from models.report.summary import CROSSSCORE, JOD, scene_summary, worst_frame_metric
+from models.report.series import CROSSSCORE, FULLREF, FVVDP, JOD, PARTS
+from models.report.summary import scene_summary
 from models.results import check_creatable, csv_bytes, json_bytes, json_safe, stamp, table
 
 log = logging.getLogger(__name__)
@@ -42,10 +45,10 @@ def parts_of(cfg: ReportConfig) -> tuple[set[str], tuple[str, ...] | None]:
     except InputError as e:
         raise InputError(as_flags(str(e), {"preset": "--preset"})) from None
     if not cfg.metrics:
-        parts = {JOD, "fullref"} | ({CROSSSCORE} if cfg.references else set())
+        parts = {JOD, FULLREF, FVVDP} | ({CROSSSCORE} if cfg.references else set())
         return parts, None
-    parts = {p for p in cfg.metrics if p in (JOD, CROSSSCORE)}
-    fr = tuple(m for m in cfg.metrics if m not in (JOD, CROSSSCORE))
+    parts = {p for p in cfg.metrics if p in (JOD, CROSSSCORE, FVVDP)}
+    fr = tuple(m for m in cfg.metrics if m not in (JOD, CROSSSCORE, FVVDP))
     if CROSSSCORE in parts and not cfg.references:
         raise InputError("--metrics crossscore: needs --references (real photos of the scene from other viewpoints)")
     if fr:
@@ -53,7 +56,7 @@ def parts_of(cfg: ReportConfig) -> tuple[set[str], tuple[str, ...] | None]:
             scorer.select(protocols.get(cfg.preset), fr)
         except InputError as e:
             raise InputError(as_flags(str(e), {"metrics": "--metrics", "preset": "--preset"})) from None
-    return parts | ({"fullref"} if fr else set()), fr or None
+    return parts | ({FULLREF} if fr else set()), fr or None
 
 
 def load_scenes(cfg: ReportConfig) -> tuple[list[tuple[str, list[Method]]], list[str]]:
@@ -127,20 +130,22 @@ def measure_all(cfg: ReportConfig, scenes: list[tuple[str, list[Method]]], model
             for m in tqdm(methods, desc="methods", unit="method", disable=cfg.quiet or len(methods) < 2)}
 
 
-def scene_figures(scene: str, measured: list[dict[str, Any]], summary: dict[str, Any],
+def scene_figures(scene: str, measured: list[dict[str, Any]], summary: SceneSummary,
                   limits: Limits) -> dict[str, bytes]:
-    """The scene's curves: NVS-SQA along the path, the full-reference metric that picks worst frames, CrossScore."""
+    """The scene's curves: NVS-SQA along the path (flagged scores marked), the full-reference metric that picks
+    worst frames, CrossScore."""
     out = {}
     curves = {m["name"]: m[JOD]["curve"] for m in measured if (m.get(JOD) or {}).get("curve")}
     if curves:
-        worst = {f["name"]: f["worst_windows"] for f in summary["failures"]}
-        out["curves"] = figures.curves_png(scene, curves, worst, limits.curve_noise_floor_jod)
-    frs = [m for m in measured if (m.get("fullref") or {}).get("rows")]
+        worst = {name: f.windows for name, f in summary.failures.items()}
+        out["curves"] = figures.curves_png(scene, curves, worst, limits.curve_noise_floor_jod,
+                                           outputs.flagged_names(summary))
+    frs = [m for m in measured if (m.get(FULLREF) or {}).get("rows")]
     if frs:
-        higher = frs[0]["fullref"]["higher_is_better"]
-        key = worst_frame_metric(higher)
+        higher = frs[0][FULLREF]["higher_is_better"]
+        key = worst_frame_metric(list(higher))
         out[key] = figures.frames_png(scene, key, higher[key],
-                                      {m["name"]: [r[key] for r in m["fullref"]["rows"]] for m in frs})
+                                      {m["name"]: [r[key] for r in m[FULLREF]["rows"]] for m in frs})
     css = [m for m in measured if (m.get(CROSSSCORE) or {}).get("scores")]
     if css:
         out[CROSSSCORE] = figures.frames_png(scene, CROSSSCORE, True, {m["name"]: m[CROSSSCORE]["scores"]
@@ -149,7 +154,7 @@ def scene_figures(scene: str, measured: list[dict[str, Any]], summary: dict[str,
 
 
 def build(cfg: ReportConfig, scenes: list[tuple[str, list[Method]]], measured: dict[str, dict[str, Any]],
-          models: Models, errors: list[str]) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+          models: Models, errors: list[str]) -> tuple[dict[str, bytes], list[SceneSummary]]:
     """Every file of the report (relative path -> bytes) and the scenes' summaries."""
     limits = Limits.load()
     refs = Path(cfg.references) if cfg.references else None
@@ -161,9 +166,8 @@ def build(cfg: ReportConfig, scenes: list[tuple[str, list[Method]]], measured: d
         figs = scene_figures(scene, ms, s, limits)
         for key, png in figs.items():
             files[f"{FIGURES}/{file_name(scene)}-{key}.png"] = png
-        fails = {f["name"]: f for f in s["failures"]}
         best = best_by_jod(s, methods)
-        panels = {m.name: method_panels(models, m, fails[m.name], refs, best) for m in methods}
+        panels = {m.name: method_panels(models, m, s.failures[m.name], refs, best) for m in methods}
         for name, ps in panels.items():
             for i, (_, png) in enumerate(ps):
                 files[f"{FIGURES}/{file_name(scene, name)}-failure{i + 1}.png"] = png
@@ -172,7 +176,7 @@ def build(cfg: ReportConfig, scenes: list[tuple[str, list[Method]]], measured: d
         frames_rows += rows
         frame_cols += [c for c in cols if c not in frame_cols]
         summaries.append(s)
-        scenes_json.append({"scene": scene, "summary": s, "methods": ms})
+        scenes_json.append({"scene": scene, "summary": outputs.summary_dict(s), "methods": ms})
     if cfg.maps:
         files.update(map_files(scenes, models, not cfg.quiet))
     prov = provenance(cfg, models, measured)
@@ -207,20 +211,17 @@ def map_files(scenes: list[tuple[str, list[Method]]], models: Models, progress: 
     return out
 
 
-def best_by_jod(summary: dict[str, Any], methods: list[Method]) -> Method | None:
-    """The method with the highest JOD: its frame is shown beside another method's failing frame when there is
-    no ground truth to show."""
-    jod = next((m for m in summary["metrics"] if m["metric"] == JOD), None)
-    if jod is None:
-        return None
-    name = max(jod["methods"], key=lambda n: jod["methods"][n]["value"])
-    return next(m for m in methods if m.name == name)
+def best_by_jod(summary: SceneSummary, methods: list[Method]) -> Method | None:
+    """The first-ranked method on JOD (its score not flagged): its frame is shown beside another method's failing
+    frame when there is no ground truth to show."""
+    jod = summary.metric(JOD)
+    order = [n for n in jod.order() if jod.entries[n].rank is not None] if jod else []
+    return next((m for m in methods if m.name == order[0]), None) if order else None
 
 
 def provenance(cfg: ReportConfig, models: Models, measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Versions, the command, the checkpoints and presets of the cached parts, the bootstrap's settings."""
-    idents = {part: m[part]["identity"] for m in measured.values() for part in (JOD, "fullref", CROSSSCORE)
-              if m.get(part)}  # fmt: skip
+    idents = {part: m[part]["identity"] for m in measured.values() for part in PARTS if m.get(part)}
     return stamp(command="python report.py " + shlex.join(to_argv(cfg)), bootstrap=cfg.bootstrap, seed=cfg.seed,
                  limits=Limits.load().version, identities=idents,
                  inputs={m["key"]: {"path": m["path"], "fingerprint": m["fingerprint"]} for m in measured.values()})
@@ -237,17 +238,21 @@ def write(out: Path, files: dict[str, bytes]) -> None:
             u.write_bytes(out / rel, data)
 
 
-def printed(summaries: list[dict[str, Any]]) -> str:
-    """The terminal's table: per scene, method and metric the value, interval and rank."""
+def printed(summaries: list[SceneSummary]) -> str:
+    """The terminal's table: per scene, metric and method the value (⚠: flagged), rank and the interval of the
+    mean of its units; then each scene's top box."""
     rows = []
     for s in summaries:
-        for m in s["metrics"]:
-            for name, e in m["methods"].items():
-                ci = "" if e["low"] is None else f"[{page.fmt(e['low'])}, {page.fmt(e['high'])}]"
-                rows.append({"scene": s["scene"], "method": name, "metric": m["metric"], "value": page.fmt(e["value"]),
-                             "95% interval": ci, "rank": e["rank"]})
-    return table(rows, ["scene", "method", "metric", "value", "95% interval", "rank"],
-                 text=["scene", "method", "value", "95% interval"])
+        for m in s.metrics:
+            for name in m.order():
+                e = m.entries[name]
+                ci = "" if e.estimate.low is None else f"[{page.fmt(e.estimate.low)}, {page.fmt(e.estimate.high)}]"
+                rows.append({"scene": s.scene, "method": name, "metric": m.info.key,
+                             "value": page.fmt(e.value) + (f" {page.FLAG_MARK}" if e.flags else ""),
+                             "rank": "–" if e.rank is None else e.rank, "95% interval of the units' mean": ci})
+    cols = ["scene", "metric", "method", "value", "rank", "95% interval of the units' mean"]
+    text = table(rows, cols, text=["scene", "method", "value", "rank", cols[-1]])
+    return text + "".join(f"\n\n{s.scene}:\n" + "\n".join(f"  {line}" for line in s.statements) for s in summaries)
 
 
 def run(cfg: ReportConfig) -> int:
@@ -264,9 +269,9 @@ def run(cfg: ReportConfig) -> int:
     models = Models(cfg.checkpoint, cfg.crossscore_checkpoint, cfg.preset, fr_metrics, cfg.device, cfg.background)
     measured = measure_all(cfg, scenes, models, parts, out / CACHE)
     failed = [e for m in measured.values() for e in m["errors"]]
-    failed += [e for m in measured.values() for p in ("fullref", CROSSSCORE) for e in (m.get(p) or {}).get("errors", [])
-               ]  # fmt: skip
-    if not any(m.get(p) for m in measured.values() for p in (JOD, "fullref", CROSSSCORE)):
+    failed += [e for m in measured.values() for p in (FULLREF, FVVDP, CROSSSCORE) for e in (m.get(p) or {}).get(
+        "errors", [])]  # fmt: skip
+    if not any(m.get(p) for m in measured.values() for p in PARTS):
         raise InputError(f"{', '.join(cfg.scenes)}: no method could be measured ({failed[0] if failed else ''})")
     files, summaries = build(cfg, scenes, measured, models, errors)
     write(out, files)

@@ -1,163 +1,114 @@
-"""The numbers of a scene report, from the measured methods: per method and metric a value with its interval and
-rank, pairwise decisions, agreement between metrics, preferences, and the windows and frames where each fails."""
+"""The numbers of a scene report, from the measured methods to a :class:`~models.report.records.SceneSummary`: per
+metric and method the value, its interval, rank and flags; every pairwise decision with its reason (guarded by
+NVS-SQA's noise floor, flags and blind spots); how far the metrics agree; the top box; where each method fails."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from models.nvs_sqa.validity import Limits
+from models.fullref.protocols import get as get_protocol
+from models.nvs_sqa.validity import Limits, blind_spot_bias
+from models.report import failures as fail
 from models.report import stats
-
-JOD = "jod"
-CROSSSCORE = "crossscore"
-FAILURE_MAPS = ("flip", "ssim", "lpips")  # the error map shown beside a failing frame, first available
-WORST_FRAME_BY = ("lpips", "ssim", "psnr", "flip", "dists")  # the metric that picks a method's worst frames
-
-
-@dataclass
-class MetricView:
-    """One metric as every method of a scene has it: per method the per-unit values (aligned by unit name)."""
-
-    name: str
-    higher_is_better: bool
-    unit: str  # "windows" | "frames"
-    floor: float  # the smallest difference that counts (the JOD noise floor; 0 for exact metrics)
-    values: dict[str, float] = field(default_factory=dict)  # method -> value
-    units: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> {unit name: value}
-    preset: str | None = None
+from models.report.records import Agreement, Entry, MetricSummary, SceneSummary
+from models.report.series import FULLREF, JOD, MetricData, MetricInfo, Series, metric_data
+from models.report.statements import statements
+from models.report.stats import Comparison, Guard
 
 
-def metric_views(methods: Sequence[dict[str, Any]], limits: Limits) -> list[MetricView]:
-    """The metrics the measured ``methods`` of one scene have, each with every method's values."""
-    views: dict[str, MetricView] = {}
-    for m in methods:
-        j = m.get(JOD)
-        if j and j.get("score") is not None:
-            v = views.setdefault(JOD, MetricView(JOD, True, "windows", limits.noise_floor_jod))
-            v.values[m["name"]] = j["score"]
-            c = j.get("curve")
-            if c:
-                keep = stats.disjoint(c["starts"], c["ends"])
-                v.units[m["name"]] = {f"{c['starts'][i]}-{c['ends'][i]}": c["scores"][i] for i in keep}
-        fr = m.get("fullref")
-        if fr and fr["rows"]:
-            for key, higher in fr["higher_is_better"].items():
-                v = views.setdefault(key, MetricView(key, higher, "frames", 0.0, preset=fr["preset"]))
-                per = {r["frame"]: r[key] for r in fr["rows"] if np.isfinite(r[key])}
-                if per:
-                    v.values[m["name"]] = float(np.mean(list(per.values())))
-                    v.units[m["name"]] = per
-        cs = m.get(CROSSSCORE)
-        if cs and cs["scores"]:
-            v = views.setdefault(CROSSSCORE, MetricView(CROSSSCORE, True, "frames", 0.0))
-            v.values[m["name"]] = float(np.mean(cs["scores"]))
-            v.units[m["name"]] = dict(zip(cs["frames"], cs["scores"], strict=True))
-    return list(views.values())
+# --------------------------------------------------------------------------------------------- comparisons
+def _oriented(info: MetricInfo, values: Sequence[float]) -> np.ndarray:
+    return np.asarray(values, np.float64) * (1.0 if info.higher_is_better else -1.0)
 
 
-def _oriented(view: MetricView, values: Sequence[float]) -> np.ndarray:
-    return np.asarray(values, np.float64) * (1.0 if view.higher_is_better else -1.0)
+def guard(info: MetricInfo, sa: Series, sb: Series, limits: Limits) -> Guard:
+    """What can withhold a decision between two series: the floor; for NVS-SQA also a flagged score and the bias
+    its blind spots may give either render."""
+    if info.key != JOD:
+        return Guard(floor=info.floor)
+    flagged = "; ".join(f"{s.method}'s score is flagged ({'; '.join(s.flags)})" for s in (sa, sb) if s.flags)
+    b = blind_spot_bias(sa.blind, sb.blind, limits, (sa.method, sb.method))
+    return Guard(floor=info.floor, flagged=flagged, bias_a=b.a, bias_b=b.b, bias_why=b.why)
 
 
-def estimates(view: MetricView, seed: int, n: int) -> dict[str, stats.Estimate]:
-    out = {}
-    for name, value in view.values.items():
-        u = view.units.get(name)
-        arr = None if not u else np.asarray(list(u.values()), np.float64)
-        out[name] = stats.estimate(value, arr, view.unit, stats.rng_for(seed, view.name, name), n)
-    return out
+def compare_pair(d: MetricData, a: str, b: str, limits: Limits, seed: int, n: int) -> Comparison:
+    """A vs B on one metric: paired over their shared units, unpaired only where they share none."""
+    sa, sb = d.series[a], d.series[b]
+    shared = [u for u in sa.values if u in sb.values]
+    rng = stats.rng_for(seed, d.info.key, a, b)
+    g = guard(d.info, sa, sb, limits)
+    if shared:
+        xa = _oriented(d.info, [sa.values[u] for u in shared])
+        xb = _oriented(d.info, [sb.values[u] for u in shared])
+        return stats.compare(a, b, xa, xb, True, d.info.unit, rng, n, g)
+    return stats.compare(a, b, _oriented(d.info, list(sa.values.values())),
+                         _oriented(d.info, list(sb.values.values())), False, d.info.unit, rng, n, g)
 
 
-def comparisons(view: MetricView, seed: int, n: int) -> dict[tuple[str, str], stats.Comparison]:
-    """Every ordered pair of methods on one metric (the second of a pair is the first's mirror image)."""
-    names = list(view.values)
-    out: dict[tuple[str, str], stats.Comparison] = {}
+def summarise_metric(d: MetricData, limits: Limits, seed: int, n: int) -> MetricSummary:
+    names = list(d.series)
+    pairs: dict[tuple[str, str], Comparison] = {}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            ua, ub = view.units.get(a, {}), view.units.get(b, {})
-            shared = [k for k in ua if k in ub]
-            paired = len(shared) >= 2
-            xa = _oriented(view, [ua[k] for k in shared] if paired else list(ua.values())) if ua else None
-            xb = _oriented(view, [ub[k] for k in shared] if paired else list(ub.values())) if ub else None
-            delta = float(_oriented(view, [view.values[a] - view.values[b]])[0])
-            c = stats.compare(a, b, delta, xa, xb, paired, stats.rng_for(seed, view.name, a, b), n, view.floor)
-            out[(a, b)] = c
-            flip = {"better": "worse", "worse": "better"}.get(c.decision, c.decision)
-            out[(b, a)] = stats.Comparison(b, a, -delta, None if c.high is None else -c.high,
-                                           None if c.low is None else -c.low, c.units, c.paired, flip, c.why)
-    return out
+            c = compare_pair(d, a, b, limits, seed, n)
+            pairs[(a, b)], pairs[(b, a)] = c, c.mirror()
+    rank = stats.ranks(names, pairs)
+    entries = {}
+    for name, s in d.series.items():
+        est = stats.estimate(np.asarray(list(s.values.values())), stats.rng_for(seed, d.info.key, name), n)
+        why = "" if rank[name] is not None else unranked_why(name, pairs)
+        entries[name] = Entry(s.value, est, rank[name], s.flags, s.excluded, why)
+    return MetricSummary(d.info, entries, pairs)
 
 
-def agreement(views: Sequence[MetricView]) -> list[dict[str, Any]]:
-    """Kendall's tau between every two metrics over the methods both have (oriented: 1 = same order)."""
+def unranked_why(name: str, pairs: dict[tuple[str, str], Comparison]) -> str:
+    """Why a method has no rank: the reasons of its comparisons, each once."""
+    reasons = dict.fromkeys(c.why for (a, _), c in pairs.items() if a == name)
+    return "not ranked: " + ("; ".join(reasons) if reasons else "the only method with this metric")
+
+
+def agreement(metrics: Sequence[MetricSummary]) -> list[Agreement]:
+    """Every two metrics: Kendall tau over the methods both have (oriented: 1 = same order), and their decisions."""
     out = []
-    for i, a in enumerate(views):
-        for b in views[i + 1:]:
-            common = [m for m in a.values if m in b.values]
-            tau = stats.kendall_tau(_oriented(a, [a.values[m] for m in common]),
-                                    _oriented(b, [b.values[m] for m in common]))
-            out.append({"a": a.name, "b": b.name, "methods": len(common), "tau": tau})
+    for i, a in enumerate(metrics):
+        for b in metrics[i + 1:]:
+            common = [m for m in a.entries if m in b.entries]
+            tau = stats.kendall_tau(_oriented(a.info, [a.entries[m].value for m in common]),
+                                    _oriented(b.info, [b.entries[m].value for m in common]))
+            same = opposite = 0
+            for (x, y), ca in a.pairs.items():
+                cb = b.pairs.get((x, y))
+                if x < y and cb is not None and ca.decision != stats.TIE and cb.decision != stats.TIE:
+                    same += ca.decision == cb.decision
+                    opposite += ca.decision != cb.decision
+            out.append(Agreement(a.info.key, b.info.key, len(common), tau, same, opposite))
     return out
 
 
-def worst_windows(jod: dict[str, Any] | None, k: int, floor: float) -> tuple[list[dict[str, Any]], str]:
-    """Up to ``k`` non-overlapping curve windows that fall below the curve's median by more than ``floor`` (the
-    curve's noise floor), worst first; and a sentence when none does."""
-    c = (jod or {}).get("curve")
-    if not c or k == 0:
-        return [], "no quality curve (fewer frames than the curve needs)" if k else ""
-    scores = np.asarray(c["scores"])
-    median = float(np.median(scores))
-    out: list[dict[str, Any]] = []
-    for i in np.argsort(scores, kind="stable"):
-        s, e = int(c["starts"][i]), int(c["ends"][i])
-        if len(out) == k or scores[i] >= median - floor:
-            break
-        if all(e <= w["start"] or s >= w["end"] for w in out):
-            out.append({"start": s, "end": e, "score": float(scores[i]), "below_median": median - float(scores[i])})
-    note = "" if out else f"no window falls below the curve's median by more than its {floor:g} JOD noise floor"
-    return out, note
+# --------------------------------------------------------------------------------------------- failures
+def method_failures(m: dict[str, Any], limits: Limits, floors: fail.Floors, k: int) -> fail.Failures:
+    """The worst windows (NVS-SQA's curve) and worst frames (a full-reference metric) that are failures."""
+    windows, wnote = fail.worst_windows((m.get(JOD) or {}).get("curve"), k, limits.curve_noise_floor_jod)
+    fr = m.get(FULLREF) or {}
+    if not fr.get("rows") or k == 0:
+        return fail.Failures(windows, wnote)
+    key = fail.worst_frame_metric(list(fr["higher_is_better"]))
+    protocol = get_protocol(fr["preset"])
+    metric = protocol.metrics[key].metric if key in protocol.metrics else key
+    values = {r["frame"]: float(r[key]) for r in fr["rows"] if not np.isnan(r[key])}
+    frames, fnote = fail.worst_frames(values, metric, k, floors.floors.get(metric, 0.0))
+    return fail.Failures(windows, wnote, key, frames, fnote)
 
 
-def worst_frame_metric(higher_is_better: dict[str, bool]) -> str:
-    """The full-reference metric that picks a method's worst frames: the first of WORST_FRAME_BY it has."""
-    return next((m for m in WORST_FRAME_BY if m in higher_is_better), next(iter(higher_is_better)))
-
-
-def worst_frames(fr: dict[str, Any] | None, k: int) -> tuple[str | None, list[dict[str, Any]]]:
-    """The metric that picks the worst frames and up to ``k`` frames, worst first."""
-    if not fr or not fr["rows"] or k == 0:
-        return None, []
-    key = worst_frame_metric(fr["higher_is_better"])
-    sign = 1.0 if fr["higher_is_better"][key] else -1.0
-    rows = sorted(fr["rows"], key=lambda r: sign * r[key])[:k]
-    return key, [{"frame": r["frame"], "value": r[key]} for r in rows]
-
-
-def scene_summary(scene: str, methods: Sequence[dict[str, Any]], limits: Limits, seed: int, n: int,
-                  k: int) -> dict[str, Any]:
+# --------------------------------------------------------------------------------------------- the scene
+def scene_summary(scene: str, methods: Sequence[dict[str, Any]], limits: Limits, seed: int, n: int, k: int,
+                  floors: fail.Floors | None = None) -> SceneSummary:
     """Everything the page, report.csv and report.json show about one scene."""
-    views = metric_views(methods, limits)
-    metrics = []
-    for v in views:
-        est = estimates(v, seed, n)
-        comps = comparisons(v, seed, n)
-        rank = stats.ranks(list(v.values), comps)
-        metrics.append({
-            "metric": v.name, "higher_is_better": v.higher_is_better, "unit": v.unit, "floor": v.floor,
-            "preset": v.preset,
-            "methods": {m: {**asdict(e), "rank": rank[m]} for m, e in est.items()},
-            "pairs": [asdict(c) | ({"prefer_a": stats.preference(c.delta)} if v.name == JOD else {})
-                      for c in comps.values()],
-        })  # fmt: skip
-    per_method = []
-    for m in methods:
-        win, note = worst_windows(m.get(JOD), k, limits.curve_noise_floor_jod)
-        by, frames = worst_frames(m.get("fullref"), k)
-        per_method.append({"name": m["name"], "worst_windows": win, "windows_note": note, "worst_frames_by": by,
-                           "worst_frames": frames})
-    return {"scene": scene, "metrics": metrics, "agreement": agreement(views), "failures": per_method}
+    metrics = [summarise_metric(d, limits, seed, n) for d in metric_data(methods, limits)]
+    agree = agreement(metrics)
+    floors = floors or fail.Floors.load()
+    fails = {m["name"]: method_failures(m, limits, floors, k) for m in methods}
+    return SceneSummary(scene, metrics, agree, fails, statements(metrics, agree))

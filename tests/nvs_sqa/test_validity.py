@@ -18,7 +18,8 @@ from models.nvs_sqa.windows import WindowedScore, plan_windows, window_starts
 LIM = Limits(version="t", min_frames=6, max_frames=360, window=240, stride=120, min_side=576, max_side=1152,
              score_min=-16.0, score_max=1.4, max_background_fraction=0.1, max_noise_sigma=2.0, tolerance_jod=0.15,
              noise_floor_jod=0.1, curve_window=30, curve_stride=15, curve_min_frames=60, curve_noise_floor_jod=0.2,
-             measured_by="test")  # fmt: skip
+             max_blockiness=1.0, noise_bias=[[1.0, 0.0], [3.0, 0.5], [9.0, 4.0]], blockiness_bias=[[0.0, 0.0],
+             [3.0, 1.0]], measured_by="test")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- exact, no model
@@ -103,7 +104,10 @@ def test_check_names_what_is_outside_and_the_range():
     dark = FrameStats(n=1, background=0.5, noise=[5.0])
     assert check(120, 960, 768, -2.0, dark, lim) == [
         "50% of the pixels are flat black or white (holes or empty background; validated: up to 10%)",
-        "estimated noise sigma 5.0 > 2 (0-255 scale)"]
+        "estimated noise sigma 5.0 > 2 (0-255 scale; NVS-SQA scores noise higher the stronger it is)"]
+    blocky = FrameStats(n=1, noise=[0.5], blocks=[2.5])
+    assert check(120, 960, 768, -2.0, blocky, lim) == [
+        "JPEG blockiness 2.50 > 1 (NVS-SQA does not see JPEG artefacts)"]
     assert check(400, 960, 768, -2.0, None, lim) == [
         "400 frames in one pass > 360 (validated: up to 360; the default, window auto, scores longer sequences in "
         "windows)"]
@@ -122,7 +126,7 @@ def test_ranks_within_a_scene_tie_under_the_noise_floor():
 
 
 def test_committed_limits_are_the_measured_ones():
-    """validity_v1.json is what `make validity` derived; the examples' own conditions are inside it."""
+    """validity_v2.json is what `make validity` derived; the examples' own conditions are inside it."""
     saved = json.loads(LIMITS_FILE.read_text())
     lim = Limits.load()
     assert lim.to_dict() == saved
@@ -138,3 +142,48 @@ def test_examples_raise_no_warning_from_their_frames():
         for _ in st.watch(s):
             pass
         assert check(s.n_frames, s.width, s.height, -2.0, st, lim) == [], seq
+
+
+def test_blockiness_reads_jpeg_block_edges_and_nothing_else():
+    """0 for a smooth ramp and for white noise (no 8x8 structure); exact on a construction whose steps sit only on
+    block edges; and rising with JPEG compression on an example frame."""
+    import cv2
+
+    from models.nvs_sqa.validity import blockiness
+
+    ramp = np.tile(np.arange(64, dtype=np.float32), (64, 1))
+    assert blockiness(ramp) == pytest.approx(0.0, abs=1e-6)
+    rng = np.random.default_rng(0)
+    assert abs(blockiness(rng.normal(128, 20, (256, 256)))) < 0.05
+    steps = np.repeat(np.repeat(rng.integers(0, 255, (8, 8)).astype(np.float32), 8, 0), 8, 1)
+    steps += np.tile(np.arange(64, dtype=np.float32) % 2, (64, 1))  # a step of 1 between every two pixels
+    # inside blocks every step is 1; across edges it is |block difference ± 1|: exact ratio computed by hand
+    dh, dv = np.abs(np.diff(steps, axis=1)), np.abs(np.diff(steps, axis=0))
+    across = (dh[:, 7::8].sum() + dv[7::8].sum()) / (dh[:, 7::8].size + dv[7::8].size)
+    inside = (np.delete(dh, np.s_[7::8], 1).sum() + np.delete(dv, np.s_[7::8], 0).sum()) / (
+        np.delete(dh, np.s_[7::8], 1).size + np.delete(dv, np.s_[7::8], 0).size)
+    assert blockiness(steps) == pytest.approx(across / inside - 1, rel=1e-6)
+    frame = next(iter(open_frame_folder(EXAMPLES_DIR / "Giraffe+NeRF", MIN_FRAME_SIZE)))
+    gray = frame[:256, :256].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    levels = []
+    for q in (95, 50, 15):
+        ok, buf = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+        dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1][:256, :256].astype(np.float32)
+        levels.append(blockiness(dec @ np.array([0.299, 0.587, 0.114], np.float32)))
+    assert blockiness(gray) < levels[1] < levels[2] and levels[2] > 1.5
+
+
+def test_blind_spot_bias_credits_the_render_the_blind_spot_favours():
+    from models.nvs_sqa.validity import blind_spot_bias
+
+    clean, noisy = {"noise_sigma": 1.0, "blockiness": 0.0}, {"noise_sigma": 3.0, "blockiness": 0.0}
+    b = blind_spot_bias(noisy, clean, LIM, ("noisy", "clean"))
+    assert (b.a, b.b) == (pytest.approx(0.5), 0.0)
+    assert b.why == "NVS-SQA rewards noise; noisy's noise σ 3 vs clean's 1 can raise noisy's score by 0.50 JOD"
+    assert blind_spot_bias(clean, noisy, LIM).b == pytest.approx(0.5)
+    # past the curve's last point the inflation stays at its last value; below the first, at the first
+    assert blind_spot_bias({"noise_sigma": 20.0}, {"noise_sigma": 0.1}, LIM).a == pytest.approx(4.0)
+    blocky = {"noise_sigma": 1.0, "blockiness": 1.5}
+    both = blind_spot_bias(noisy, blocky, LIM, ("n", "j"))
+    assert (both.a, both.b) == (pytest.approx(0.5), pytest.approx(0.5)) and "JPEG" in both.why
+    assert blind_spot_bias(clean, dict(clean), LIM) == type(b)(0.0, 0.0, "")

@@ -22,16 +22,20 @@ def test_jod_with_interval_curve_and_warnings(path_scene, tmp_path):
     assert main([str(path_scene), "--out", str(out), "--quiet", "--bootstrap", "500"]) == 0
     rows = {(r["method"], r["field"]): r for r in rows_of(out / "report.csv") if r["metric"] == "jod"
             and not r["against"]}
-    for m in ("smooth", "other"):
-        value, low, high = (float(rows[(m, f)]["value"]) for f in ("value", "low", "high"))
-        assert low <= value <= high and rows[(m, "value")]["unit"] == "windows"
-        assert rows[(m, "value")]["units"] == "2"  # 64 frames: windows 0-30 and 30-60 do not overlap
     meta = json.loads((out / "report.json").read_text())
     methods = {m["name"]: m for m in meta["scenes"][0]["methods"]}
+    for m in ("smooth", "other"):
+        mean, low, high = (float(rows[(m, f)]["value"]) for f in ("mean", "low", "high"))
+        assert low <= mean <= high and rows[(m, "value")]["unit"] == "windows"
+        units = methods[m]["jod"]["units"]  # 64 frames: ten disjoint windows of 6 frames, the remainder left out
+        assert rows[(m, "value")]["units"] == "10" and units["starts"] == list(range(0, 60, 6))
+        assert mean == pytest.approx(sum(units["scores"]) / 10)
+        # 80x96 frames are below the validated size: flagged, so neither compared nor ranked
+        assert "shorter side 80 px" in rows[(m, "value")]["flags"] and rows[(m, "rank")]["value"] == ""
     assert methods["smooth"]["jod"]["curve"]["starts"] == [0, 15, 30, 34]  # the last window ends at the last frame
     assert meta["provenance"]["identities"]["jod"]["checkpoint_sha256"]
     html = (out / "index.html").read_text()
-    assert "outside the validated range" in html  # 80x96 frames are below the validated size
+    assert "smooth: NVS-SQA score flagged (shorter side 80 px" in html and "class=flag" in html
     p = Numbers()
     p.feed(html)
     assert {k[2] for k in p.found} == {"jod"} and len(p.found) == len(rows_of(out / "report.csv"))
