@@ -265,13 +265,15 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
         raise InputError(f"{weights}: cannot read the state_dict ({type(e).__name__}); {fix}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # a training checkpoint: {"model": state_dict, "optimizer": ...}
-    model = SequenceModel(config)
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the file (assign=True)
+        model = SequenceModel(config)
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except (RuntimeError, TypeError, AttributeError) as e:
         first = str(e).splitlines()[1 if "\n" in str(e) else 0].strip()[:160]
         raise InputError(f"{weights}: does not match {cfg_path.name} ({first}); wrong checkpoint for this config?") \
             from None
+    model.float()  # what copying into the float32 parameters did for a file holding float16/bfloat16 weights
     reg_path = folder / CKPT_REGRESSOR
     regressor = load_regressor(reg_path) if reg_path.is_file() else None
     if regressor is not None and regressor.coef.shape != (config.angular_feat_size,):
