@@ -44,9 +44,10 @@ test-fast: $(STAMP) lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-## validity: calibration: where scores are stable + the noise floor -> benchmarks/validity.{json,md}, docs/validity.png, limits
+## validity: calibration: where scores are stable, noise floor, blind spots, failure floors -> benchmarks/, limits files
 validity: setup
 	$(PY) -m benchmarks.validity_calibration --write-limits
+	$(PY) -m benchmarks.failure_floors
 
 ## bench: the authors' code vs ours (exact; mixed/bf16 with native bf16) and app.py, interleaved -> benchmarks/scorer.{json,md}
 bench: setup
@@ -173,7 +174,7 @@ bench-fullref: setup
 	$(PY) -m benchmarks.fullref_bench
 
 # --------------------------------------------------------------------------------------------- report.py
-.PHONY: report-demo report-check bench-report
+.PHONY: report-demo report-check bench-report report-validate
 REPORT_DEMO := runs/report-demo
 
 ## report-demo: the two examples + a degraded copy as one scene -> runs/report-demo/report/index.html (about a minute)
@@ -189,3 +190,7 @@ report-check: report-demo
 ## bench-report: report.py's time for the demo and an 8-method x 200-frame scene with ground truth -> benchmarks/report.{json,md}
 bench-report: setup
 	$(PY) -m benchmarks.report_bench
+
+## report-validate: the known-order bank: report.py's decisive claims checked against orders known by construction -> benchmarks/report_validate.{json,md}
+report-validate: setup
+	$(PY) -m benchmarks.report_validate

@@ -10,7 +10,9 @@ On the two example sequences (960x768, 120 frames), released weights, CPU:
 - resolution: frames resized (bicubic) to 0.25..1.5x, scored at their native 120 frames;
 - windows: how often the windowed score keeps the single-pass ranking of the two examples, on sub-paths;
 - noise / dark holes: Gaussian noise (sigma 0..64, 0-255 scale) or black discs covering 0..70 % of 24 evenly
-  spaced frames.
+  spaced frames;
+- blind spots: how far noise and JPEG inflate the score beyond what FovVideoVDP sees (:mod:`benchmarks.blind_spots`),
+  as curves of the estimated noise sigma and JPEG blockiness, which the report applies to its comparisons.
 Each limit is the widest range around the native condition where every score stays within ``--tolerance`` JOD
 of the native score (noise and holes: where the score does not *rise* by more than that; a real degradation may
 lower it). Results depend only on the weights and the frames: seeded, deterministic on a CPU.
@@ -25,11 +27,12 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from benchmarks import noise_floor
+from benchmarks import blind_spots, noise_floor
 from consts import BENCHMARK_LABELS_FILE, CACHE_DIR, EXAMPLE_SEQUENCES, EXAMPLES_DIR, ROOT
 from models import cli
 from models.cli import opt
@@ -49,6 +52,7 @@ DARK = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
 WINDOWS = (30, 60, 120, 240)
 CURVE_WINDOW, CURVE_STRIDE = 30, 15  # the quality curve's windows: short enough that a 120-frame render gets one
 CURVE_MIN_FRAMES = 2 * CURVE_WINDOW  # a curve of fewer than 3 windows shows nothing
+BLIND_FRAMES = 24  # frames per blind-spot variant (every fifth): FovVideoVDP costs ~0.5 s a frame on 2 CPU cores
 LIMITS_VERSION = "v2"
 MEASURED_BY = "python -m benchmarks.validity_calibration --write-limits (make validity)"
 
@@ -141,6 +145,7 @@ def measure(model: NVSSQA, seqs: list[str], cache: Path, batch: int = 2) -> dict
         r["sensitivity"] = noise_floor.measure_sequence(model, frames, native, CURVE_WINDOW, CURVE_STRIDE, batch)
         out[seq] = r
     out["ranking"] = ranking_agreement(model, [torch.from_numpy(np.load(cache / f"{sha}-{s}-1.0.npy")) for s in seqs])
+    out["blind_spots"] = blind_spots.measure(model, {s: _frames(s)[::5][:BLIND_FRAMES] for s in seqs})
     return out
 
 
@@ -211,7 +216,8 @@ def derive_limits(m: dict, tol: float) -> Limits:
                   stride=window // 2, min_side=max(lo_side), max_side=min(hi_side), score_min=lo, score_max=hi,
                   max_background_fraction=round(min(dark_lim), 3), max_noise_sigma=round(min(noise_lim), 1),
                   tolerance_jod=tol, noise_floor_jod=floor, curve_window=CURVE_WINDOW, curve_stride=CURVE_STRIDE,
-                  curve_min_frames=CURVE_MIN_FRAMES, curve_noise_floor_jod=curve_floor, measured_by=MEASURED_BY)
+                  curve_min_frames=CURVE_MIN_FRAMES, curve_noise_floor_jod=curve_floor, measured_by=MEASURED_BY,
+                  **blind_spots.derive(m["blind_spots"], tol))
 
 
 def label_range(labels: Path = ROOT / "benchmark_bank" / BENCHMARK_LABELS_FILE) -> tuple[float, float]:
@@ -226,7 +232,7 @@ def figure(m: dict, lim: Limits) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig, ax = plt.subplots(3, 2, figsize=(11, 11))
     for s in m["sequences"]:
         r = m[s]
         ax[0, 0].plot([x["frames"] for x in r["length"]], [x["score"] for x in r["length"]], "o-", ms=3, label=s)
@@ -244,6 +250,7 @@ def figure(m: dict, lim: Limits) -> bytes:
     ax[1, 0].axvspan(0, lim.max_noise_sigma, color="g", alpha=0.1, label="validated")
     ax[1, 1].set(xlabel="flat black / white pixels (%)", ylabel="JOD", title="score vs holes, black or white (24 fr.)")
     ax[1, 1].axvspan(0, 100 * lim.max_background_fraction, color="g", alpha=0.1, label="validated")
+    blind_spot_panels(ax[2], m["blind_spots"], lim)
     for a in ax.flat:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
@@ -253,6 +260,21 @@ def figure(m: dict, lim: Limits) -> bytes:
     fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
+
+
+def blind_spot_panels(ax: Any, rows: list[dict], lim: Limits) -> None:
+    """Bias (NVS-SQA's change beyond FovVideoVDP's) against the noise estimate and the blockiness, with the
+    inflation curves the report applies."""
+    for a, kind, stat, curve in ((ax[0], "noise", "noise_sigma", lim.noise_bias),
+                                 (ax[1], "jpeg", "blockiness", lim.blockiness_bias)):
+        for (seq, base), style in zip(sorted({(r["sequence"], r["base"]) for r in rows if r["kind"] == kind}),
+                                      ("o", "s", "^", "v"), strict=False):  # fmt: skip
+            pts = [r for r in rows if (r["sequence"], r["base"]) == (seq, base) and r["kind"] in (kind, "base")]
+            a.plot([r[stat] for r in pts], [r["bias"] for r in pts], style, ms=4, label=f"{seq} ({base})")
+        a.plot(*zip(*curve, strict=True), "k-", lw=1.5, label="inflation curve (running max)")
+        a.set(xlabel=stat.replace("_", " "), ylabel="bias (JOD)",
+              title=f"{kind}: NVS-SQA's change minus FovVideoVDP's ({BLIND_FRAMES} fr.)")
+    ax[1].axvline(lim.max_blockiness, color="r", lw=1, label="flagged beyond")
 
 
 def report(m: dict, lim: Limits) -> str:
@@ -291,6 +313,11 @@ def report(m: dict, lim: Limits) -> str:
         f"## Noise floor: score changes nobody would see (120 frames; curve windows {lim.curve_window}/"
         f"{lim.curve_stride})\n\nNoise floor {lim.noise_floor_jod:g} JOD (a score), {lim.curve_noise_floor_jod:g} "
         "JOD (a curve window): the largest change below, rounded up.\n\n" + table(nuis, list(nuis[0]), fmt=fmt),
+        "## Blind spots: NVS-SQA's change beyond FovVideoVDP's (bias), against the estimated noise sigma and JPEG "
+        f"blockiness ({BLIND_FRAMES} frames)\n\nInflation curves (the running maximum of the bias): noise "
+        f"{lim.noise_bias}, blockiness {lim.blockiness_bias}; scores flagged past blockiness {lim.max_blockiness:g}."
+        "\n\n" + table(m["blind_spots"], ["sequence", "base", "kind", "level", "noise_sigma", "blockiness", "nvs_sqa",
+                                          "fvvdp", "bias"], fmt=fmt),
         f"## Position along the path: Gaussian blur (sigma {noise_floor.BLUR_SIGMA:g} px) on {noise_floor.BLUR_SPAN} "
         "of the 120 frames, ΔJOD\n\n" + table(pos, list(pos[0]), fmt=fmt),
     ]) + "\n"
