@@ -18,6 +18,7 @@ code is read at run time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import errno
@@ -27,7 +28,8 @@ import signal
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -114,6 +116,17 @@ def as_flags(message: str, flags: Mapping[str, str]) -> str:
     if m and m[1] in flags:
         return flags[m[1]] + (" " if m[2] == "=" else ":") + message[m.end():]
     return message
+
+
+@contextlib.contextmanager
+def warnings_as_flags(flags: Mapping[str, str]) -> Iterator[None]:
+    """The warnings of a library call in a script's terms: each warning raised inside the block is raised again
+    (same category) when it ends, its message through :func:`as_flags`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        warnings.warn(as_flags(str(w.message), flags), w.category, stacklevel=3)
 
 
 def _default_of(f: dataclasses.Field) -> Any:
@@ -300,7 +313,9 @@ def _all_nested(cls: type) -> set[str]:
 
 
 def to_argv(cfg: Any, base: Any | None = None) -> list[str]:
-    """Config -> the flags that reproduce it (fields that differ from ``base``, default: the class defaults)."""
+    """Config -> the arguments that reproduce it (fields that differ from ``base``, default: the class defaults):
+    positionals first (after a list flag they would be read as its values: ``SCENE --metrics psnr ssim``), or
+    last after ``--`` where one starts with ``-``."""
     base = base if base is not None else type(cfg)()
     out: list[str] = []
     positional: list[str] = []
@@ -320,7 +335,9 @@ def to_argv(cfg: Any, base: Any | None = None) -> list[str]:
             out += [flag_name(f.name), *map(str, v)]
         elif v is not None:
             out += [flag_name(f.name), str(v)]
-    return out + positional
+    if any(p.startswith("-") for p in positional):
+        return [*out, "--", *positional]
+    return positional + out
 
 
 # --------------------------------------------------------------------------------------------- entry point

@@ -51,6 +51,16 @@ def test_round_trip_through_to_argv():
     assert cli.to_argv(Demo()) == []
 
 
+@pytest.mark.parametrize("inputs", [["a", "b"], ["-odd name", "b"]])
+def test_positionals_and_list_flags_round_trip(inputs):
+    """A positional after a list flag would be read as one of its values (``--weights 2 3 a``): to_argv puts the
+    positionals first, or after ``--`` where one starts with ``-``."""
+    cfg = Demo(inputs=inputs, lr=0.5, weights=[2.0, 3.0])  # --weights last: it would take the positionals
+    argv = cli.to_argv(cfg)
+    assert cli.parse(Demo, argv).config == cfg
+    assert argv[:2] == inputs if not inputs[0].startswith("-") else argv[-3:] == ["--", *inputs]
+
+
 def test_presets_then_flags():
     p = cli.parse(Demo, ["--preset", "small", "--quality", "1", "2"], presets=PRESETS, default_preset="base")
     assert p.preset == "small" and p.config.lr == 0.01
