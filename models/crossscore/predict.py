@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from consts import RUNS_DIR
+from models.cli import as_flags, flags_of, warnings_as_flags
 from models.crossscore.options import PredictConfig, TestConfig
 from models.errors import InputError
 from models.journal import unit
@@ -109,8 +110,12 @@ def predict_maps(cfg: PredictConfig) -> Scored:
     out, names = Path(cfg.out), _names(queries, Path(cfg.query))
     check_creatable(out)  # creates nothing: a failed run leaves no empty folder
     _check_sources(out, names)
-    cs = CrossScore.from_checkpoint(cfg.checkpoint, cfg.device, cfg.precision, backbone=cfg.backbone,
-                                    short_side=cfg.short_side, n_ref=cfg.n_ref, seed=cfg.seed)
+    flags = flags_of(PredictConfig)  # the demo model's warning names the library's parameter: show the flag
+    with warnings_as_flags(flags):
+        cs = CrossScore.from_checkpoint(cfg.checkpoint, cfg.device, cfg.precision, backbone=cfg.backbone,
+                                        short_side=cfg.short_side, n_ref=cfg.n_ref, seed=cfg.seed)
+    if cs.info.get("warning"):
+        cs.info["warning"] = as_flags(cs.info["warning"], flags)  # as recorded in scores.json
     meta = stamp(**cs.info, device=str(cs.device), precision=cfg.precision, pos_interp=cs.net.cfg.pos_interp,
                  config=asdict(cfg))  # fmt: skip
     stems = [Path(n).with_suffix("").as_posix() for n in names.values()]

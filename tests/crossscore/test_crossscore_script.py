@@ -211,7 +211,10 @@ def test_committed_demo_model_predicts_by_default(tmp_path, capsys):
     row = meta["rows"][0]
     assert (row["working_height"], row["width"], row["height"]) == (112, 960, 768)  # made at 112, shown at 768
     assert np.load(out / "maps" / f"{frames[21].stem}.npy").shape == (768, 960)
-    assert "the CrossScore demonstration model" in capsys.readouterr().err and meta["warning"].startswith("the Cr")
+    err = capsys.readouterr().err
+    assert err.count("the CrossScore demonstration model") == 1 and meta["warning"].startswith("the Cr")
+    for said in (err, meta["warning"]):  # crossscore.py's flag, not the library's parameter
+        assert "CrossScore-v1.0.0.ckpt (--checkpoint)" in said and "`checkpoint`" not in said
     capsys.readouterr()
     assert crossscore.main(["predict", str(frames[21]), "--references", str(refs), "--checkpoint",
                             str(tmp_path / "crossscore-demo.pth"), "--quiet"]) == 2
