@@ -25,7 +25,7 @@ from models.errors import InputError
 from models.report.scene import FrameProblems, Method, render_problem
 from models.report.series import CROSSSCORE, FVVDP, JOD
 from models.report.stats import unit_spans, unit_window
-from models.results import atomic_write_json, json_safe, read_json
+from models.results import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def cached(cache: Path | None, part: str, inputs: list[str], models: Models, com
     result = {"part": part, "key": key, "identity": ident, **compute()}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, json_safe(result))
+        atomic_write_json(path, result)
     return result
 
 
