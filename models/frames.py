@@ -73,6 +73,9 @@ class FrameSequence:
     ignored: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # doubts found while reading (e.g. a truncated video)
     _array: np.ndarray | None = field(default=None, repr=False)
+    # files with an alpha channel read as RGBA (H, W, 4), alpha as stored, for a reader that also hands the frames
+    # to metrics that composite; their RGB channels are the frames read without it
+    alpha: bool = False
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.kind == "frames":
@@ -86,7 +89,7 @@ class FrameSequence:
     def _iter_files(self) -> Iterator[np.ndarray]:
         notes: set[str] = set()
         for i, path in enumerate(self.files):
-            frame = read_image(path, notes)
+            frame = read_image(path, notes, alpha=self.alpha)
             if frame.shape[:2] != (self.height, self.width):  # header lied (rare), still refuse
                 raise InputError(
                     f"{path}: frame is {frame.shape[1]}x{frame.shape[0]} but the sequence is "

@@ -110,6 +110,14 @@ class FullReference:
         """:meth:`compute` and :meth:`maps` from one pass."""
         return self._scores(*self.prepare(render, gt), with_maps=True)
 
+    def compute_prepared(self, renders: torch.Tensor, gts: torch.Tensor,
+                         keys: Sequence[str] | None = None) -> dict[str, list[float]]:
+        """Several pairs of one size at once, one call per metric: ``renders`` and ``gts`` are (B, 3, H, W), the
+        :meth:`prepare` outputs of B pairs concatenated; ``keys``: some of the metrics (None: all). Metric key ->
+        the B values in order, those of :meth:`compute` pair by pair up to float rounding (each image is reduced
+        on its own; a batch may sum in another order: ≤ 1e-9 apart)."""
+        return {key: self.metrics[key].evaluate(renders, gts)[0].tolist() for key in keys or self.metrics}
+
     def compute_many(self, pairs: Iterable[tuple[ImageLike, ImageLike]], progress: bool = False,
                      total: int | None = None) -> list[dict[str, float]]:
         """:meth:`compute` for each (render, gt) pair, in order; reading and preparing the next pairs overlaps the

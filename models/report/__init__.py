@@ -13,6 +13,7 @@ Modules:
     config      ReportConfig: report.py's flags
     scene       the methods of a scene and their ground truth, from the render trees people have on disk
     measure     every number of one method, computed once and cached per part (content + checkpoint + preset)
+    onepass     one decode of a method's frames, handed to NVS-SQA, the full-reference metrics, FovVideoVDP, CrossScore
     series      the measured parts as typed records: per metric and method the values per unit, the headline
     stats       expanded-percentile bootstrap intervals, paired decisions and their guards, ranks, Kendall tau
     summary     a scene's numbers: entries, comparisons guarded by flags and blind spots, agreement, failures

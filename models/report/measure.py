@@ -1,10 +1,13 @@
 """Every number of one method, computed once and cached: NVS-SQA (score, windows, quality curve, warnings), the
-full-reference metrics per frame and the CrossScore mean per frame.
+full-reference metrics per frame, FovVideoVDP per window and the CrossScore mean per frame.
 
 Each part is cached on its own in ``OUT/cache/<part>-<key>.json``, the key hashing what the numbers depend on
 (the render's content fingerprint, the checkpoint's sha256, the preset and its parameters, the ground truth's and
 references' fingerprints): adding a method, or ``--gt`` to a report made without it, computes only what is new.
-A cache file is written atomically when its part finishes, so an interrupted report keeps the finished parts.
+A cache file is written atomically when its parts finish, so an interrupted report keeps the finished methods.
+
+The parts not cached come from one pass over the method's frames (:class:`~models.report.onepass.FramePass`):
+each frame of the render and of its ground truth is decoded once and handed to every part that needs it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +26,9 @@ import numpy as np
 from models.cli import as_flags
 from models.discovery import fingerprint
 from models.errors import InputError
-from models.report.scene import FrameProblems, Method, render_problem
-from models.report.series import CROSSSCORE, FVVDP, JOD
+from models.report.onepass import STAGES, CrossScoreSink, FramePass, FullrefSink, FvvdpSink, Sink
+from models.report.scene import Method
+from models.report.series import CROSSSCORE, FULLREF, FVVDP, JOD, PARTS
 from models.report.stats import unit_spans, unit_window
 from models.results import atomic_write_json, read_json
 
@@ -95,7 +100,7 @@ class Models:
             from models.fullref import fvvdp
 
             return {"metric": "pyfvvdp", "display": fvvdp.DISPLAY, "fps": fvvdp.FPS}
-        if part == "fullref":
+        if part == FULLREF:
             d = self.fullref().describe()
             return {k: v for k, v in d.items() if k not in ("device", "torch")}
         m = self.crossscore()
@@ -109,25 +114,38 @@ def cache_key(part: str, inputs: list[str], identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def cached(cache: Path | None, part: str, inputs: list[str], models: Models, compute: Callable[[], dict],
-           redo: bool = False) -> dict:
-    """The part's result from ``cache`` when its key matches, else ``compute()`` written there (atomically)."""
-    ident = models.identity(part)
-    key = cache_key(part, inputs, ident)
-    path = None if cache is None else cache / f"{part}-{key}.json"
-    if path is not None and not redo:
+@dataclass
+class Slot:
+    """One part of one method in the cache: its key, what it depends on, its file (None: no cache)."""
+
+    part: str
+    key: str
+    identity: dict[str, Any]
+    path: Path | None
+
+    @classmethod
+    def of(cls, cache: Path | None, part: str, inputs: list[str], models: Models) -> Slot:
+        ident = models.identity(part)
+        key = cache_key(part, inputs, ident)
+        return cls(part, key, ident, None if cache is None else cache / f"{part}-{key}.json")
+
+    def load(self) -> dict | None:
+        """The cached result when its file holds one (an unreadable file is recomputed, saying so)."""
+        if self.path is None:
+            return None
         try:
-            hit = read_json(path)
+            return read_json(self.path)
         except InputError as e:
             log.warning("%s; recomputing", e)
-            hit = None
-        if hit is not None:
-            return hit
-    result = {"part": part, "key": key, "identity": ident, **compute()}
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, result)
-    return result
+            return None
+
+    def store(self, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` stamped with the part's key and identity, written to its file (atomically)."""
+        result = {"part": self.part, "key": self.key, "identity": self.identity, **result}
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.path, result)
+        return result
 
 
 # ------------------------------------------------------------------------------------------ the parts
@@ -137,23 +155,27 @@ def _windows(w: Any) -> dict[str, Any] | None:
     return {"starts": w.starts.tolist(), "ends": w.ends.tolist(), "scores": np.asarray(w.scores).tolist()}
 
 
-def jod_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
-    """NVS-SQA on the whole render: the score and its windows, the quality curve, the validity warnings, the
-    disjoint unit windows the comparisons pair (:func:`~models.report.stats.unit_window`, scored from the same
-    per-frame features), and the frame statistics of the model's blind spots."""
+def jod_part(feed: FramePass, models: Models) -> dict[str, Any]:
+    """NVS-SQA on the whole render, read through the pass: the score and its windows, the quality curve, the
+    validity warnings, the disjoint unit windows the comparisons pair (:func:`~models.report.stats.unit_window`,
+    scored from the same per-frame features), and the frame statistics of the model's blind spots."""
     from models.nvs_sqa.validity import Limits
 
     lim = Limits.load()
     model = models.nvssqa()
-    a = model.assess(method.path, progress=progress, limits=lim)
-    units = None
-    if a.score is not None and a.frame_features is not None:
-        w = unit_window(a.n_frames, lim.min_frames, lim.curve_window)
-        spans = unit_spans(a.n_frames, w)
-        if spans:
-            reps = np.stack([model.aggregate(a.frame_features[s:e]) for s, e in spans])
-            units = {"starts": [s for s, _ in spans], "ends": [e for _, e in spans],
-                     "scores": np.asarray(model.predict(reps)).tolist()}
+    t, busy = time.perf_counter(), feed.busy
+    try:
+        a = model.assess(feed.sequence(model), limits=lim)
+        units = None
+        if a.score is not None and a.frame_features is not None:
+            w = unit_window(a.n_frames, lim.min_frames, lim.curve_window)
+            spans = unit_spans(a.n_frames, w)
+            if spans:
+                reps = np.stack([model.aggregate(a.frame_features[s:e]) for s, e in spans])
+                units = {"starts": [s for s, _ in spans], "ends": [e for _, e in spans],
+                         "scores": np.asarray(model.predict(reps)).tolist()}
+    finally:
+        STAGES[JOD] += max(time.perf_counter() - t - (feed.busy - busy), 0.0)
     st = a.stats
     return {"score": a.score, "mode": a.mode, "n_frames": a.n_frames, "width": a.width, "height": a.height,
             "windows": _windows(a.windowed), "curve": _windows(a.curve), "units": units,
@@ -161,101 +183,97 @@ def jod_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
             "blockiness": st.blockiness if st else None}
 
 
-def fvvdp_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
-    """FovVideoVDP of the frames paired with ground truth, one JOD per disjoint unit window (the same windows as
-    NVS-SQA's where every frame is paired)."""
-    from models.nvs_sqa.validity import Limits
-    from models.pixels import read_image
-
-    lim = Limits.load()
-    n = len(method.pairs)
-    spans = unit_spans(n, unit_window(n, lim.min_frames, lim.curve_window))
-
-    def render(s: int, e: int) -> np.ndarray:
-        got = method.read([p.index for p in method.pairs[s:e]])
-        return np.stack([got[p.index] for p in method.pairs[s:e]])
-
-    def truth(s: int, e: int) -> np.ndarray:
-        return np.stack([read_image(p.gt) for p in method.pairs[s:e]])
-
-    from tqdm import tqdm
-
-    scores, done, errors = [], [], []
-    for s, e in tqdm(spans, desc=f"{method.name}: FovVideoVDP", unit="window", disable=not progress):
+def sinks_of(method: Method, models: Models, parts: set[str], references: Path | None) -> tuple[dict[str, Sink],
+                                                                                                dict[str, str]]:
+    """The pass's sink of each part of ``parts`` besides NVS-SQA, its model loaded; a model that cannot be loaded
+    is that part's error."""
+    sinks: dict[str, Sink] = {}
+    errors: dict[str, str] = {}
+    for part in (FULLREF, FVVDP, CROSSSCORE):
+        if part not in parts:
+            continue
         try:
-            scores += models.fvvdp().windows(render, truth, [(s, e)])
-            done.append((s, e))
-        except (InputError, KeyError, ValueError) as err:
-            errors.append(f"FovVideoVDP, frames {s}-{e - 1}: {err}")
-    return {"starts": [s for s, _ in done], "ends": [e for _, e in done], "scores": scores, "errors": errors}
+            if part == FULLREF:
+                sinks[part] = FullrefSink(method, models.fullref())
+            elif part == FVVDP:
+                from models.nvs_sqa.validity import Limits
 
-
-def fullref_part(method: Method, models: Models, progress: bool) -> dict[str, Any]:
-    """The preset's metrics per frame with ground truth (:attr:`Method.pairs`: frames read from their files, a video
-    decoded once). A problem of single frames is counted by kind: one line in ``errors`` per kind, naming how many
-    frames it hit (the other frames are still scored)."""
-    from tqdm import tqdm
-
-    fr = models.fullref()
-    rows, problems = [], FrameProblems()
-    for pair, render in tqdm(method.paired(), total=len(method.pairs), desc=f"{method.name}: full-reference",
-                             unit="img", disable=not progress):
-        try:
-            rows.append({"frame": pair.frame, **fr.compute(render, pair.gt)})
+                lim, n = Limits.load(), len(method.pairs)
+                sinks[part] = FvvdpSink(method, models.fvvdp(), unit_spans(n, unit_window(n, lim.min_frames,
+                                                                                          lim.curve_window)))
+            else:
+                assert references is not None
+                sinks[part] = CrossScoreSink(method, models.crossscore(), references)
         except InputError as e:
-            render_problem(method, problems, pair, render, str(e))
-    errors = problems.lines(len(method.pairs))
-    if len(rows) + len(problems) < len(method.pairs):  # a video with fewer frames than its container declared
-        errors.append(f"{method.path}: only {len(rows) + len(problems)} of the {len(method.pairs)} frames paired "
-                      "with ground truth could be decoded")
-    for line in errors:
-        log.warning("%s: %s", method.key, line)
-    higher = {k: m.higher_is_better for k, m in fr.metrics.items()}
-    return {"preset": fr.protocol.name, "higher_is_better": higher, "rows": rows, "errors": errors,
-            "unmatched": list(method.unmatched), "n_paired": len(method.pairs)}
+            errors[part] = str(e)
+    return sinks, errors
 
 
-def crossscore_part(method: Method, references: Path, models: Models, progress: bool) -> dict[str, Any]:
-    """The mean of CrossScore's predicted SSIM map per frame (1 = as the unseen ground truth would be)."""
-    cs = models.crossscore()
-    frames, scores, errors = [], [], []
-    from tqdm import tqdm
-
-    for f in tqdm(method.frames, desc=f"{method.name}: CrossScore", unit="img", disable=not progress):
+def compute_parts(method: Method, models: Models, parts: set[str], references: Path | None = None,
+                  progress: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """``parts`` of one method from one pass over its frames: (part -> its numbers, part -> why it has none)."""
+    sinks, errors = sinks_of(method, models, parts, references)
+    feed = FramePass(method, list(sinks.values()), progress)
+    before = dict(STAGES)
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        if JOD in parts:
+            try:
+                results[JOD] = jod_part(feed, models)
+            except InputError as e:
+                errors[JOD] = str(e)
+        feed.drain()
+    finally:
+        feed.close()
+    for part, sink in sinks.items():
         try:
-            scores.append(float(np.mean(cs.predict(f, references))))
-            frames.append(f.name)
+            results[part] = sink.result()
         except InputError as e:
-            errors.append(str(e))
-            log.warning("%s", e)
-    return {"frames": frames, "scores": scores, "errors": errors, "warning": cs.info.get("warning")}
+            errors[part] = str(e)
+    log.debug("%s: %s", method.key, ", ".join(f"{k} {v - before.get(k, 0):.2f}" for k, v in STAGES.items()))
+    return results, errors
+
+
+def wanted(method: Method, parts: set[str], references: Path | None, render: str) -> dict[str, list[str]]:
+    """The parts that can be computed for ``method``, each with the fingerprints of its inputs."""
+    out: dict[str, list[str]] = {}
+    if JOD in parts:
+        out[JOD] = [render]
+    if FULLREF in parts and method.gt:
+        gts = sorted({str(p.parent) for p in method.gt.values()})
+        out[FULLREF] = [render, *(fingerprint(Path(g)) for g in gts)]
+    if FVVDP in parts and len(method.pairs) >= 1:
+        gts = sorted({str(p.gt.parent) for p in method.pairs})
+        out[FVVDP] = [render, *(fingerprint(Path(g)) for g in gts)]
+    if CROSSSCORE in parts and references is not None and method.frames:
+        out[CROSSSCORE] = [render, fingerprint(references)]
+    return out
 
 
 def measure(method: Method, models: Models, parts: set[str], cache: Path | None, references: Path | None = None,
             redo: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Every requested part of one method (``parts`` ⊆ {jod, fullref, fvvdp, crossscore}); a part that cannot be
-    computed is one line in ``errors`` and the others are still computed."""
+    """Every requested part of one method (``parts`` ⊆ {jod, fullref, fvvdp, crossscore}): each from its cache file,
+    the others from one pass over the frames; a part that cannot be computed is one line in ``errors`` and the
+    others are still computed."""
     out: dict[str, Any] = {"key": method.key, "scene": method.scene, "name": method.name, "path": str(method.path),
                            "n_frames": method.n_frames, "errors": []}  # fmt: skip
     render = out["fingerprint"] = fingerprint(method.path)
-    todo: list[tuple[str, list[str], Callable[[], dict]]] = []
-    if JOD in parts:
-        todo.append((JOD, [render], lambda: jod_part(method, models, progress)))
-    if "fullref" in parts and method.gt:
-        gts = sorted({str(p.parent) for p in method.gt.values()})
-        todo.append(("fullref", [render, *(fingerprint(Path(g)) for g in gts)],
-                     lambda: fullref_part(method, models, progress)))
-    if FVVDP in parts and len(method.pairs) >= 1:
-        gts = sorted({str(p.gt.parent) for p in method.pairs})
-        todo.append((FVVDP, [render, *(fingerprint(Path(g)) for g in gts)],
-                     lambda: fvvdp_part(method, models, progress)))
-    if CROSSSCORE in parts and references is not None and method.frames:
-        todo.append((CROSSSCORE, [render, fingerprint(references)],
-                     lambda: crossscore_part(method, references, models, progress)))
-    for part, inputs, compute in todo:
+    slots, failed = {}, {}
+    for part, inputs in wanted(method, parts, references, render).items():
         try:
-            out[part] = cached(cache, part, inputs, models, compute, redo)
+            slots[part] = Slot.of(cache, part, inputs, models)
         except InputError as e:
-            out["errors"].append(f"{part}: {e}")
-            log.warning("%s: %s: %s", method.key, part, e)
+            failed[part] = str(e)
+    hits = {part: None if redo else slot.load() for part, slot in slots.items()}
+    todo = {part for part, hit in hits.items() if hit is None}
+    results, errors = compute_parts(method, models, todo, references, progress) if todo else ({}, {})
+    failed.update(errors)
+    for part in PARTS:
+        if hits.get(part) is not None:
+            out[part] = hits[part]
+        elif part in results:
+            out[part] = slots[part].store(results[part])
+        elif part in failed:
+            out["errors"].append(f"{part}: {failed[part]}")
+            log.warning("%s: %s: %s", method.key, part, failed[part])
     return out

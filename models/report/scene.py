@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,23 +82,9 @@ class Method:
     def frame_name(self, index: int) -> str:
         return self.frames[index].name if self.frames else f"frame {index}"
 
-    def paired(self) -> Iterator[tuple[Pair, Path | np.ndarray]]:
-        """Each pair with its render: the frame's file, or a video's decoded frame (the video decoded once, as a
-        stream, up to its last paired frame)."""
-        if self.frames:
-            yield from ((p, self.frames[p.index]) for p in self.pairs)
-            return
-        wanted = {p.index: p for p in self.pairs}
-        last = max(wanted, default=-1)
-        for i, frame in enumerate(open_sequence(self.path, min_size=1) if wanted else ()):
-            if i in wanted:
-                yield wanted[i], frame
-            if i >= last:
-                break
-
-    def render_label(self, pair: Pair, render: Path | np.ndarray) -> str:
+    def render_label(self, pair: Pair) -> str:
         """How messages name a pair's render: its file, or the video and the frame's index."""
-        return str(render) if isinstance(render, Path) else f"{self.path} (frame {pair.index})"
+        return str(self.frames[pair.index]) if self.frames else f"{self.path} (frame {pair.index})"
 
 
 class FrameProblems:
@@ -132,12 +118,12 @@ class FrameProblems:
         return out
 
 
-def render_problem(method: Method, problems: FrameProblems, pair: Pair, render: Path | np.ndarray,
-                   message: str) -> None:
-    """Count a pair's problem, naming an array render (a video's frame) by the video and the frame's index."""
-    label = method.render_label(pair, render)
-    if not isinstance(render, Path):
-        message = re.sub(r"^render\b", label, message)
+def render_problem(method: Method, problems: FrameProblems, pair: Pair, message: str) -> None:
+    """Count a pair's problem. A message about decoded pixels names them as the full-reference API names arrays
+    (``render``, ``gt``): here they are named by their files (a video's frame: by the video and its index)."""
+    label = method.render_label(pair)
+    message = re.sub(r"^render: ", f"{label}: ", message)
+    message = message.replace("the ground truth gt ", f"the ground truth {pair.gt} ")
     problems.add(pair.frame, message, [label, str(pair.gt)])
 
 

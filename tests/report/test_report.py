@@ -156,8 +156,8 @@ def test_cache_computes_only_what_is_new(scene, tmp_path, monkeypatch):
     args = [str(s), "--gt", str(gt), "--out", str(out), *METRICS, "--quiet"]
     assert main(args) == 0
     calls = []
-    real = report_run.measure.__globals__["fullref_part"]
-    monkeypatch.setitem(report_run.measure.__globals__, "fullref_part",
+    real = report_run.measure.__globals__["compute_parts"]
+    monkeypatch.setitem(report_run.measure.__globals__, "compute_parts",
                         lambda m, *a: calls.append(m.name) or real(m, *a))
     assert main(args) == 0 and calls == []
     noisy(gt, s / "new", 10.0, seed=10)
