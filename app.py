@@ -19,12 +19,18 @@ written), 2 nothing could be scored. Details: docs/scoring.md.
 
 from __future__ import annotations
 
+import os
 import sys
 
-from models import cli
-from models.nvs_sqa.app_config import AppConfig, default_out, window_setting
-from models.nvs_sqa.launch import launch as run
-from models.results import JOD_HELP
+# Read once, when torch loads its OpenMP runtime: idle OpenMP threads sleep instead of spinning. Only the main
+# thread's few small parallel calls (the sequence model over 120 frames, its curve windows) have a team; on a
+# shared machine its spinning threads stalled them (docs/performance.md). Bit-identical: the work split is the same.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from models import cli  # noqa: E402
+from models.nvs_sqa.app_config import AppConfig, default_out, window_setting  # noqa: E402
+from models.nvs_sqa.launch import launch as run  # noqa: E402
+from models.results import JOD_HELP  # noqa: E402
 
 __all__ = ["AppConfig", "default_out", "main", "parse_args", "run"]
 
