@@ -182,6 +182,9 @@ def summarize(runs: dict[str, list[dict]], loads: list[float], ref: dict[str, np
         for key in ("peak_rss_mb", "load_s", "wall_s"):
             if key in rs[0]:
                 row[key] = max(r[key] for r in rs)
+        if "wall_s" in rs[0]:  # app.py's whole process (start-up, the curve and the files included)
+            walls = [r["wall_s"] for r in rs]
+            row["wall_s_min"], row["wall_s_median"] = min(walls), float(np.median(walls))
         if "minor_page_faults" in rs[0]:
             row["faults_per_frame"] = [round(r["minor_page_faults"] / row["frames"]) for r in rs]
         rows.append(row)
@@ -212,12 +215,15 @@ def run(cfg: ScorerBenchConfig) -> int:
     runs, loads = _rounds(engines, examples, cfg)
     rows = summarize(runs, loads, _reference(), load_checkpoint(None).regressor.predict)
     long_row = _long_run(cfg.batch_size) if cfg.long else None
-    machine = f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} (no GPU)"
+    capability = torch.backends.cpu.get_cpu_capability()  # the kernels torch runs here (AVX2, AVX512, ...)
+    machine = f"{cpu_name()} ({capability}{', native bfloat16' if native else ''}), {os.cpu_count()} cores, " \
+        f"{platform.system()} (no GPU)"  # fmt: skip
     lv = [x["load_1min"] for x in loads]
     skipped = {} if native or cfg.emulated else {
         m: "not run: this CPU has no native bfloat16 (AVX512_BF16/AMX); --precision mixed/bf16 run exact here"
         for m in ("mixed", "bf16")}  # fmt: skip
-    result = stamp(machine=machine, cpu_native_bf16=native, torch_threads=torch.get_num_threads(), rounds=cfg.rounds,
+    result = stamp(machine=machine, cpu=cpu_name(), cpu_capability=capability, cpu_native_bf16=native,
+                   torch_threads=torch.get_num_threads(), rounds=cfg.rounds,
                    batch_size=cfg.batch_size, rows=rows, long=long_row, skipped=skipped, goals=goals(rows, long_row),
                    load={"min": min(lv), "median": float(np.median(lv)), "max": max(lv), "per_run": loads})
     write_report(Path(cfg.out), "scorer", result, render_md(result, torch.__version__))
@@ -289,9 +295,13 @@ def render_md(result: dict, torch_version: str) -> str:
           "max |difference| from the release's own features (`../shared/reference`) and their JOD.\n"
           f"The authors' code: {', '.join(map(str, up['faults_per_frame']))} minor page faults per frame "
           "in the rounds.\n")
+    spread = 100 * (up["ms_max"] - up["ms_min"]) / up["ms_median"]
+    md += (f"Noise of the baseline: the authors' code took {up['ms_min']:.1f}–{up['ms_max']:.1f} ms/frame over the "
+           f"rounds (median {up['ms_median']:.1f}, spread {spread:.0f} % of it); the bracketed per-round ratios carry "
+           "it.\n")
     if app:
-        md += (f"`app.py` (whole process, load and writing included): {app['wall_s']:.1f} s at most for the "
-               f"{app['frames']} frames.\n")
+        md += (f"`app.py` (whole process: start-up, scoring, curves and files): {app['wall_s_median']:.1f} s median "
+               f"({app['wall_s_min']:.1f}–{app['wall_s']:.1f}) for the {app['frames']} frames.\n")
     if result.get("long"):
         lr = result["long"]
         md += f"Exact on 600 frames: {lr['ms_per_frame']:.1f} ms/frame, peak RSS {lr['peak_rss_mb']:.0f} MB.\n"
