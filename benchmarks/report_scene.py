@@ -1,9 +1,11 @@
 """Scenes for report.py made from the two example sequences (make report-demo, make bench-report).
 
-- ``demo``: the scene ``Giraffe`` with three methods: ``IBRNet-C`` and ``NeRF`` (the examples, linked), and
+- ``demo``: the scene ``Giraffe`` with four methods: ``IBRNet-C`` and ``NeRF`` (the examples, linked),
   ``NeRF-degraded``: NeRF's frames with a mild blur everywhere (sigma ``MILD`` px) and a strong one (sigma
   ``STRONG`` px) on frames 40–79 — a method that is worse everywhere and fails badly along one stretch of the path,
-  for the ranking and the failure panels to find. No ground truth: the examples have none.
+  for the ranking and the failure panels to find — and ``NeRF-noisy``: NeRF's frames with Gaussian noise of sigma
+  ``NOISY`` (0–255), which the released model scores *higher* than NeRF: the page must flag it, not rank it first.
+  No ground truth: the examples have none.
 - ``bench``: 8 methods × ``--frames`` frames (200 by default: NeRF's 120 frames walked forward and back), each a
   different degradation of those frames (JPEG quality 95 files), with ``gt/`` holding the frames themselves as
   ground truth: a scene of the size a paper's comparison has, for timing the report with every metric.
@@ -28,6 +30,7 @@ from models.pixels import read_image
 
 NERF = EXAMPLE_SEQUENCES[0]  # Giraffe+NeRF: the frames the degraded methods are made from
 MILD, STRONG = 2.0, 24.0  # px: the demo's blur everywhere, and on its failing stretch (NVS-SQA moves little for blur)
+NOISY = 8.0  # the demo's noisy method: far enough past the validated noise to be flagged
 FAIL_SPAN = (40, 80)  # frames [start, end) of the demo's failing stretch
 BENCH = {  # method -> (degradation, parameter, frames it applies to: None = all)
     "reencoded": (None, 0.0, None),
@@ -46,7 +49,7 @@ class SceneConfig:
     """Options of the scene maker."""
 
     out: str = opt("runs/report-demo/Giraffe", "the scene folder to write (replaced)")
-    kind: str = opt("demo", "demo: 3 methods, no ground truth | bench: 8 methods + gt/", choices=("demo", "bench"))
+    kind: str = opt("demo", "demo: 4 methods, no ground truth | bench: 8 methods + gt/", choices=("demo", "bench"))
     frames: int = opt(200, "bench: frames per method (the examples walked forward and back)", min=2)
     seed: int = opt(0, "seed of the random degradations", min=0)
 
@@ -85,6 +88,7 @@ def demo(out: Path, seed: int) -> None:
     a, b = FAIL_SPAN
     bad[a:b] = degrade.blur(clip[a:b], STRONG, rng)
     _write(out / "NeRF-degraded", bad)
+    _write(out / "NeRF-noisy", degrade.noise(clip, NOISY, rng))
 
 
 def bench(out: Path, n: int, seed: int) -> None:
@@ -94,8 +98,8 @@ def bench(out: Path, n: int, seed: int) -> None:
     for i, (name, (kind, level, span)) in enumerate(BENCH.items()):
         rng = np.random.default_rng([seed, i])
         frames = clip.copy()
-        if kind is not None:
-            a, b = span if span else (0, len(clip))
+        a, b = span if span else (0, len(clip))
+        if kind is not None and a < len(clip):  # a short scene (--frames) may end before the span
             frames[a:b] = getattr(degrade, kind)(clip[a:b], level, rng)
         _write(out / name, frames)
 

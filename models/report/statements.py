@@ -50,7 +50,7 @@ def flagged(metrics: Sequence[MetricSummary]) -> list[str]:
     jod = next((m for m in metrics if m.info.key == JOD), None)
     if jod is None:
         return []
-    out = [f"{FLAG} {name}: NVS-SQA score flagged ({'; '.join(e.flags)}); not compared, not ranked on JOD."
+    out = [f"{FLAG} {name}: NVS-SQA score not to be trusted — {'; '.join(e.flags)}. Not compared, not ranked on JOD."
            for name, e in jod.entries.items() if e.flags]
     withheld = sorted({tuple(sorted((a, b))) for (a, b), c in jod.pairs.items() if c.reason == stats.BIASED})
     if withheld:

@@ -29,7 +29,7 @@ def guard(info: MetricInfo, sa: Series, sb: Series, limits: Limits) -> Guard:
     its blind spots may give either render."""
     if info.key != JOD:
         return Guard(floor=info.floor)
-    flagged = "; ".join(f"{s.method}'s score is flagged ({'; '.join(s.flags)})" for s in (sa, sb) if s.flags)
+    flagged = "; ".join(f"{s.method}'s score is flagged — {'; '.join(s.flags)}" for s in (sa, sb) if s.flags)
     b = blind_spot_bias(sa.blind, sb.blind, limits, (sa.method, sb.method))
     return Guard(floor=info.floor, flagged=flagged, bias_a=b.a, bias_b=b.b, bias_why=b.why)
 
@@ -59,7 +59,8 @@ def summarise_metric(d: MetricData, limits: Limits, seed: int, n: int) -> Metric
     entries = {}
     for name, s in d.series.items():
         est = stats.estimate(np.asarray(list(s.values.values())), stats.rng_for(seed, d.info.key, name), n)
-        why = "" if rank[name] is not None else unranked_why(name, pairs)
+        why = "" if rank[name] is not None else ("not ranked: its score is flagged" if s.flags and d.info.key == JOD
+                                                 else unranked_why(name, pairs))
         entries[name] = Entry(s.value, est, rank[name], s.flags, s.excluded, why)
     return MetricSummary(d.info, entries, pairs)
 

@@ -35,7 +35,7 @@ def test_jod_with_interval_curve_and_warnings(path_scene, tmp_path):
     assert methods["smooth"]["jod"]["curve"]["starts"] == [0, 15, 30, 34]  # the last window ends at the last frame
     assert meta["provenance"]["identities"]["jod"]["checkpoint_sha256"]
     html = (out / "index.html").read_text()
-    assert "smooth: NVS-SQA score flagged (shorter side 80 px" in html and "class=flag" in html
+    assert "smooth: NVS-SQA score not to be trusted — shorter side 80 px" in html and "class=flag" in html
     p = Numbers()
     p.feed(html)
     assert {k[2] for k in p.found} == {"jod"} and len(p.found) == len(rows_of(out / "report.csv"))

@@ -66,8 +66,8 @@ def test_flagged_scores_are_neither_compared_nor_ranked_and_named_on_top():
     j = s.metric("jod")
     assert j.entries["noise15"].rank is None and j.entries["noise15"].flags
     assert j.pairs[("noise15", "copy")].reason == stats.FLAGGED
-    assert "noise15's score is flagged (estimated noise sigma 8.6 > 2)" in j.pairs[("copy", "noise15")].why
-    assert any(line.startswith("⚠ noise15: NVS-SQA score flagged") for line in s.statements)
+    assert "noise15's score is flagged — estimated noise sigma 8.6 > 2" in j.pairs[("copy", "noise15")].why
+    assert any(line.startswith("⚠ noise15: NVS-SQA score not to be trusted — estimated noise") for line in s.statements)
     assert j.entries["copy"].rank is None  # its only comparison could decide nothing
 
 
