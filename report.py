@@ -1,4 +1,4 @@
-"""Which method renders this scene best, how sure is that, and where does each one fail? One page per run.
+"""Which method renders this scene best, how sure is that, and where does each one fail? One page per OUT.
 
     python report.py SCENE/                               # SCENE/<method>/: frame folders or videos -> NVS-SQA
     python report.py SCENE/ --gt GT/                      # + PSNR, SSIM, LPIPS (the nerfbaselines preset)
@@ -8,7 +8,8 @@
 
 Writes OUT/index.html (static, self-contained: opens from disk), report.csv (every number on the page, one per
 row), frames.csv (every per-frame value) and report.json (all of it with versions, checkpoint sha256, presets,
-seeds), replaced as one unit; OUT/cache/ keeps each method's numbers, so a rerun computes only what is new.
+seeds), merged as one unit: the scenes reported into OUT before stay on the page, a scene reported again is
+replaced (--only: this run's scenes only); OUT/cache/ keeps each method's numbers, so a rerun computes only what is new.
 Exit code: 0 everything measured, 1 some inputs failed (each one line; the report of the rest is written),
 2 nothing to report. Details: docs/report.md.
 """

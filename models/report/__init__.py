@@ -24,5 +24,7 @@ Modules:
     panels      the failure panels of one method: render, ground truth, error map, CrossScore map
     page        the HTML building blocks (every number tagged with its scene, method, metric and field)
     outputs     report.csv, frames.csv, report.json's summary and the page's body from the records
-    run         scenes -> measured -> summaries -> files, written as one unit
+    build       this run's scenes as the pieces a page is made of: figures, panels, maps, section, rows, provenance
+    folder      a report folder accumulates: every scene reported into it kept, merged under its lock as one unit
+    run         scenes -> measured -> summaries -> the report folder
 """

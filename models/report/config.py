@@ -24,7 +24,9 @@ class ReportConfig:
                          "video's by index) (default: the gt/ gt-color/ gt-rgb/ folders found beside the renders): "
                          "adds the full-reference metrics")
     references: str | None = opt(None, "real photos of the scene from other viewpoints: adds CrossScore")
-    out: str = opt("report", "the report folder (index.html, report.csv, report.json, figures/); replaced whole")
+    out: str = opt("report", "the report folder (index.html, report.csv, frames.csv, report.json, figures/): the "
+                   "scenes reported there before stay on the page, a scene reported again is replaced")
+    only: bool = opt(False, "a page of this run's scenes only (default: a page of every scene reported into OUT)")
     metrics: list[str] = opt([], "what to compute: jod (NVS-SQA), crossscore, and full-reference metric names "
                              "(default: jod, the preset's metrics with ground truth, crossscore with references)",
                              metavar="METRIC")

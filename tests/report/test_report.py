@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.report import folder as report_folder
 from models.report import page
 from models.report import run as report_run
 from report import main
@@ -176,7 +177,7 @@ def test_an_interrupted_report_leaves_the_previous_one_whole(scene, tmp_path, mo
     def stop(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report_run, "csv_bytes", stop)
+    monkeypatch.setattr(report_folder, "csv_bytes", stop)  # while the files are staged, under the lock
     assert main(args) == 130
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and "cache" not in p.parts}
     assert after == before
