@@ -27,8 +27,9 @@ class ReportConfig:
     out: str = opt("report", "the report folder (index.html, report.csv, frames.csv, report.json, figures/): the "
                    "scenes reported there before stay on the page, a scene reported again is replaced")
     only: bool = opt(False, "a page of this run's scenes only (default: a page of every scene reported into OUT)")
-    metrics: list[str] = opt([], "what to compute: jod (NVS-SQA), crossscore, and full-reference metric names "
-                             "(default: jod, the preset's metrics with ground truth, crossscore with references)",
+    metrics: list[str] = opt([], "what to compute: jod (NVS-SQA), fvvdp (FovVideoVDP), crossscore, and full-reference "
+                             "metric names (default: jod, with ground truth the preset's metrics and fvvdp, with "
+                             "references crossscore)",
                              metavar="METRIC")
     preset: str = opt("nerfbaselines", "the full-reference protocol (docs/fullref.md)")
     background: str | None = opt(None, "white | black | R,G,B: composite RGBA renders and ground truth onto it before "
