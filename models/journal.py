@@ -15,7 +15,9 @@ A unit keeps its journal in ``folder/.staging/`` and goes through four steps:
    files): the folder is as it was, and the error is raised, naming the final path.
 4. the staging folder is removed.
 
-A run killed during step 3 leaves the marker: the next :func:`unit` on the folder finishes it. A replay that
+Ctrl-C and SIGTERM (when handled in Python: ``cli.stop_on_sigterm``) are held from step 1's end to step 4's and
+act once the unit is in place (:meth:`Unit.then`: what the caller counts as written is counted before they act). A
+run killed otherwise during step 3 leaves the marker: the next :func:`unit` on the folder finishes it. A replay that
 fails is undone the same way and its journal is set aside as ``.staging-failed-<time>`` (one warning line names
 it), so no later run trips over it: the run goes on from the folder as it was before that unit. A journal
 without the marker (a run killed before step 2) is removed.
@@ -34,7 +36,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ import numpy as np
 
 from models.errors import InputError
 from models.results import csv_bytes, json_bytes, json_text, locked, npz_bytes
+from models.runtime import interrupts_held
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,7 @@ class Unit:
         self._folded: set[str] = set()  # the same, case-folded
         self._dirs: set[str] = set()  # the parent folders of the finals, relative
         self._made: list[Path] = []  # parent folders this unit created (removed again if it does not commit)
+        self._then: list[Callable[[], None]] = []  # called when the files are in place (:meth:`then`)
         self._limits = _limits(self.folder) if self.folder.is_dir() else (255, 4096)
 
     # ----------------------------------------------------------------------------------------- staging
@@ -200,9 +204,20 @@ class Unit:
     # ----------------------------------------------------------------------------------------- commit
     def commit(self) -> None:
         """Put every staged file in place and do the removals, as one (module docstring, steps 1-4)."""
-        if not self.moves:
-            self.discard()
-            return
+        with interrupts_held():  # Ctrl-C or SIGTERM now would leave the folder half replaced until the next run
+            if self.moves:
+                self._commit()
+            else:
+                self.discard()
+            for fn in self._then:
+                fn()
+
+    def then(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once the unit's files are in place, before a Ctrl-C or SIGTERM that came during the commit acts:
+        e.g. the caller's count of what it has written, which an interrupt then reports truly."""
+        self._then.append(fn)
+
+    def _commit(self) -> None:
         try:
             self._prepare()
             _write_marker(self.staging, self.moves)

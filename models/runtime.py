@@ -1,10 +1,15 @@
-"""Where and how things run: device choice, CPU threads, logging setup (one place for all scripts)."""
+"""Where and how things run: device choice, CPU threads, logging setup, interrupts held over a critical step (one
+place for all scripts)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.errors import InputError
 
@@ -91,3 +96,27 @@ def _one_line(message: Warning | str, category: type[Warning], filename: str, li
     import sys
 
     print(f"WARNING: {message}", file=file or sys.stderr)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then let them act: a step that must not be cut in two (files
+    put in place and the count of what was written) finishes first. Only signals handled in Python are held (Ctrl-C,
+    SIGTERM after ``cli.stop_on_sigterm``); elsewhere than the main thread nothing is held. Blocks nest: an inner
+    block hands a held signal on to the outer one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, Any]] = []
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    before = {s: h for s, h in before.items() if callable(h)}
+    for s in before:
+        signal.signal(s, lambda signum, frame: held.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+        if held:
+            signum, frame = held[0]
+            before[signum](signum, frame)  # e.g. raises KeyboardInterrupt, now that the step is whole

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,32 @@ def killed_after_the_marker(folder: Path, monkeypatch, renames_done: int) -> Non
         write(folder, NEW, REMOVED)
     monkeypatch.undo()
     assert (folder / journal.STAGING / journal.MARKER).is_file()
+
+
+@pytest.mark.parametrize("renames_done", [0, 2, 4])
+def test_ctrl_c_during_the_renames_acts_once_the_unit_is_in_place(out, monkeypatch, renames_done):
+    """A real SIGINT (Ctrl-C) between the renames: held until the unit is whole and its ``then`` calls have run."""
+    real, calls, seen = os.replace, [], []
+
+    def replace(src, dst):
+        real(src, dst)
+        if (out / journal.STAGING / journal.MARKER).exists():
+            calls.append(dst)
+            if len(calls) == renames_done + 1:  # call 1 put the marker in place
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(os, "replace", replace)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), journal.unit(out) as u:
+            for rel, data in NEW.items():
+                u.write_bytes(out / rel, data)
+            u.remove(out / "gone.txt")
+            u.then(lambda: seen.append(state(out)))
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert len(calls) > renames_done
+    assert seen == [AFTER] and state(out) == AFTER and clean(out)
 
 
 @pytest.mark.parametrize("renames_done", [0, 2, 4])

@@ -1,10 +1,14 @@
-"""models/runtime.py: the CPU name that results files carry."""
+"""models/runtime.py: the CPU name that results files carry; interrupts held over a step that must not be cut."""
 
 from __future__ import annotations
 
+import os
 import platform
+import signal
 
-from models.runtime import cpu_name
+import pytest
+
+from models.runtime import cpu_name, interrupts_held
 
 
 def test_cpu_name_reads_the_model_name_line(tmp_path):
@@ -18,3 +22,35 @@ def test_cpu_name_falls_back_to_platform(tmp_path):
     assert cpu_name(tmp_path / "missing") == expected
     (tmp_path / "arm").write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")  # no model name line (some ARM kernels)
     assert cpu_name(tmp_path / "arm") == expected
+
+
+def test_interrupts_held_act_at_the_end_of_the_outermost_block_and_once():
+    steps = []
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_held():
+                with interrupts_held():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), signal.SIGINT)
+                    steps.append("inner done")
+                steps.append("outer done")
+            steps.append("not reached")
+        assert steps == ["inner done", "outer done"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+        with interrupts_held():  # nothing held: nothing acts
+            steps.append("quiet")
+        assert steps[-1] == "quiet"
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_interrupts_held_leave_signals_not_handled_in_python_alone():
+    before = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with interrupts_held():
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGTERM)  # ignored, as it would be without the block
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -10,6 +10,7 @@ replaced by another source's results.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +114,16 @@ def _windows(u: journal.Unit, out: Path, windows: list[dict], curves: dict[str, 
 
 def write_results(out: Path, rows: list[dict], feats: dict[str, np.ndarray], windows: list[dict],
                   curves: dict[str, bytes], meta: dict[str, Any], info: dict[str, Any], features_only: bool,
-                  sequences: dict[str, dict[str, Any]] | None = None) -> int:  # fmt: skip
+                  sequences: dict[str, dict[str, Any]] | None = None,
+                  on_written: Callable[[], None] | None = None) -> int:  # fmt: skip
     """Merge results into ``out`` as one unit under its lock (rows replaced by name, the others kept); returns how
     many earlier sequences were kept. A name featured without a score loses its stale score, windows and curve.
-    ``sequences``: per name, the source/fingerprint/settings record a rerun compares with."""
+    ``sequences``: per name, the source/fingerprint/settings record a rerun compares with. ``on_written``: called
+    as soon as the files are in place, before a Ctrl-C or SIGTERM that came meanwhile acts (:meth:`Unit.then`)."""
     names = [r["name"] for r in rows]
     with journal.unit(out) as u:
+        if on_written is not None:
+            u.then(on_written)
         check_same_model(out, info, features_only)  # again: a concurrent run may have written meanwhile
         old = res.read_npz(out / FEATURES)
         u.write_npz(out / FEATURES, {**old, **feats})

@@ -148,6 +148,11 @@ class Progress:
     before: set[str] = field(default_factory=set)  # the names --out held before this run, not in this run
     windows: bool = False
 
+    def add(self, results: dict[str, Any]) -> None:
+        """Count one sequence's results as written (called as they are put in place: an interrupt counts them)."""
+        self.rows += results["rows"]
+        self.windows |= bool(results["windows"])
+
     @property
     def kept(self) -> int:
         return len(self.before - {r["name"] for r in self.rows})
@@ -173,9 +178,7 @@ def score_all(model: NVSSQA, todo: list[Found], cfg: AppConfig, out: Path, meta:
         r = results_of(a, f.name, lim, time.perf_counter() - t0)
         record = {f.name: {"source": str(f.path), "fingerprint": fingerprint(f.path), "settings": settings}}
         write_results(out, r["rows"], r["feats"], r["windows"], r["curves"], {**meta, "failed": progress.failures},
-                      model.info, cfg.features_only, record)
-        progress.rows += r["rows"]
-        progress.windows |= bool(r["windows"])
+                      model.info, cfg.features_only, record, on_written=lambda r=r: progress.add(r))
 
 
 # --------------------------------------------------------------------------------------------- report

@@ -121,6 +121,54 @@ def test_an_interrupt_keeps_the_finished_sequences_and_the_rerun_does_the_rest(t
     assert len(rows_of(out / "scores.csv")) == 4
 
 
+def _sigterm_on_first_call(fn, after: bool):
+    """``fn`` that sends this process a SIGTERM on its first call, before doing its work or (``after``) once it is
+    done (Python handles the signal at the next bytecode: inside ``fn``, or just after it returned)."""
+    calls = []
+
+    def wrapped(*a, **k):
+        first = not calls
+        calls.append(1)
+        if first and not after:
+            os.kill(os.getpid(), signal.SIGTERM)
+        out = fn(*a, **k)
+        if first and after:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    return wrapped
+
+
+@pytest.mark.parametrize("where", ["journal commit", "after the commit"])
+def test_a_sigterm_while_a_sequence_is_written_counts_what_is_on_disk(tmp_path, released_dir, capsys, monkeypatch,
+                                                                     where):  # fmt: skip
+    """A SIGTERM landing while the journal puts the first sequence in place, or just after, before the run has
+    counted it: the unit is finished, the folder is whole, and the message counts exactly what is written."""
+    from models.nvs_sqa import run as app_run
+
+    r = tmp_path / "r"
+    for i in range(3):
+        make_smooth(r / f"s{i}", n=6, seed=i)
+    out = tmp_path / "out"
+    if where == "journal commit":  # the files half renamed
+        monkeypatch.setattr(journal, "_apply", _sigterm_on_first_call(journal._apply, after=False))
+    else:  # the files in place, the run about to count them
+        monkeypatch.setattr(app_run, "write_results", _sigterm_on_first_call(app_run.write_results, after=True))
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        from models import cli
+
+        cli.stop_on_sigterm()  # what app.py's process does first
+        assert app.main([str(r), "--out", str(out), "--quiet"]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    err = capsys.readouterr().err
+    assert "interrupted after 1 of 3 sequence(s)" in err, err
+    assert [x["name"] for x in rows_of(out / "scores.csv")] == ["s0"]
+    assert sorted(res.read_npz(out / "output_features.npz")) == ["s0"]
+    assert not (out / journal.STAGING).exists()
+
+
 @pytest.mark.slow
 def test_sigterm_after_a_finished_sequence_keeps_it(tmp_path, released_dir):
     r = tmp_path / "r"
