@@ -25,11 +25,12 @@ def _oriented(info: MetricInfo, values: Sequence[float]) -> np.ndarray:
 
 
 def guard(info: MetricInfo, sa: Series, sb: Series, limits: Limits) -> Guard:
-    """What can withhold a decision between two series: the floor; for NVS-SQA also a flagged score and the bias
-    its blind spots may give either render."""
-    if info.key != JOD:
-        return Guard(floor=info.floor)
+    """What can withhold a decision between two series: the floor, a flagged value (CrossScore's demonstration
+    model, an NVS-SQA score outside its validated range) and, for NVS-SQA, the bias its blind spots may give
+    either render."""
     flagged = "; ".join(f"{s.method}'s score is flagged — {'; '.join(s.flags)}" for s in (sa, sb) if s.flags)
+    if info.key != JOD:
+        return Guard(floor=info.floor, flagged=flagged)
     b = blind_spot_bias(sa.blind, sb.blind, limits, (sa.method, sb.method))
     return Guard(floor=info.floor, flagged=flagged, bias_a=b.a, bias_b=b.b, bias_why=b.why)
 
@@ -59,7 +60,7 @@ def summarise_metric(d: MetricData, limits: Limits, seed: int, n: int) -> Metric
     entries = {}
     for name, s in d.series.items():
         est = stats.estimate(np.asarray(list(s.values.values())), stats.rng_for(seed, d.info.key, name), n)
-        why = "" if rank[name] is not None else ("not ranked: its score is flagged" if s.flags and d.info.key == JOD
+        why = "" if rank[name] is not None else ("not ranked: its score is flagged" if s.flags
                                                  else unranked_why(name, pairs))
         entries[name] = Entry(s.value, est, rank[name], s.flags, s.excluded, why)
     return MetricSummary(d.info, entries, pairs)

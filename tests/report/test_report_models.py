@@ -50,5 +50,9 @@ def test_crossscore_part_warns_about_the_demo_model(path_scene, tmp_path):
     rows = [r for r in rows_of(out / "report.csv") if r["metric"] == "crossscore" and r["field"] == "value"
             and not r["against"]]
     assert len(rows) == 2 and all(0 <= float(r["value"]) <= 1 for r in rows)
+    # the demonstration model's values are flagged, so nothing is decided or ranked on them
+    assert all("demonstration" in r["flags"] for r in rows)
+    pairs = [r for r in rows_of(out / "report.csv") if r["metric"] == "crossscore" and r["field"] == "delta"]
+    assert pairs and all(r["decision"] == "tie" and "flagged" in r["why"] for r in pairs)
     assert "demonstration" in (out / "index.html").read_text()
     assert len(rows_of(out / "frames.csv")) == 128
