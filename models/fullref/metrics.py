@@ -2,9 +2,11 @@
 ``create_metric``. Adding a metric is adding an entry to :data:`METRICS`.
 
 Every metric takes a render and its ground truth as (B, 3, H, W) float tensors in [0, 1] on its device and returns
-one value per image (B,); those with ``has_map`` also give a per-pixel map. PSNR, MSE, MAE, SSIM and MS-SSIM are
-computed in float64 (the original tools use float32; the difference is their rounding, up to ~1e-5 on images with
-flat areas), the networks in float32, FLIP by the ``flip-evaluator`` package on the CPU.
+one value per image (B,); those with ``has_map`` also give a per-pixel map. PSNR, MSE, MAE, SSIM and MS-SSIM work in
+the inputs' precision (float32 from :class:`FullReference`, float64 if given): float32 differences with float64 sums
+for the error metrics, and SSIM in a form that float32 computes to within 1e-6 of float64 (``models.ssim._terms``;
+the tools' textbook float32 is off by up to 8e-5 on images with flat areas). The networks run in float32, FLIP in
+the ``flip-evaluator`` package on the CPU.
 
     >>> m = create("lpips-alex", device="cpu")
     >>> m(render, gt)            # tensor (B,)
@@ -25,7 +27,7 @@ from consts import FLIP_EVALUATOR_VERSION
 from models.errors import InputError
 from models.fullref import networks, weights
 from models.runtime import DEVICES, resolve_device
-from models.ssim import psnr, ssim_and_cs, ssim_map
+from models.ssim import mse, psnr, ssim_and_cs, ssim_map, working_precision
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik 2003; pytorch_msssim's
 Result = tuple[torch.Tensor, torch.Tensor | None]
@@ -86,17 +88,18 @@ class PSNR(Metric):
 
 
 class MSE(Metric):
-    """Mean squared error per image (over channels and pixels)."""
+    """Mean squared error per image (over channels and pixels; ``models.ssim.mse``)."""
 
     def evaluate(self, render: torch.Tensor, gt: torch.Tensor, with_map: bool = False) -> Result:
-        return (render.double() - gt.double()).pow(2).mean((1, 2, 3)), None
+        return mse(render, gt), None
 
 
 class MAE(Metric):
-    """Mean absolute error per image (over channels and pixels)."""
+    """Mean absolute error per image (over channels and pixels), summed in float64."""
 
     def evaluate(self, render: torch.Tensor, gt: torch.Tensor, with_map: bool = False) -> Result:
-        return (render.double() - gt.double()).abs().mean((1, 2, 3)), None
+        a, b = working_precision(render, gt)
+        return torch.linalg.vector_norm(a - b, ord=1, dim=(1, 2, 3), dtype=torch.float64) / a[0].numel(), None
 
 
 class SSIM(Metric):
@@ -115,9 +118,8 @@ class SSIM(Metric):
 
     def evaluate(self, render: torch.Tensor, gt: torch.Tensor, with_map: bool = False) -> Result:
         o = self.options
-        m = ssim_map(render.double(), gt.double(), o["data_range"], o["padding"], o["win_size"], o["sigma"],
-                     clamp=o["clamp"])
-        return m.mean((1, 2, 3)), m.mean(1) if with_map else None
+        m = ssim_map(render, gt, o["data_range"], o["padding"], o["win_size"], o["sigma"], clamp=o["clamp"])
+        return m.mean((1, 2, 3)).double(), m.mean(1) if with_map else None
 
 
 class MSSSIM(Metric):
@@ -133,14 +135,14 @@ class MSSSIM(Metric):
         if min(render.shape[-2:]) <= limit:
             raise InputError(f"ms-ssim: images of {render.shape[-1]}x{render.shape[-2]} are too small; the shorter "
                              f"side must exceed {limit} px for {levels} scales")
-        x, y, factors = render.double(), gt.double(), []
+        x, y, factors = render, gt, []
         for level in range(levels):
             s, cs = ssim_and_cs(x, y, o["data_range"], "valid", o["win_size"], o["sigma"])
             if level < levels - 1:
-                factors.append(torch.relu(cs.mean((2, 3))))
+                factors.append(torch.relu(cs.mean((2, 3)).double()))
                 pad = [s_ % 2 for s_ in x.shape[2:]]
                 x, y = F.avg_pool2d(x, 2, padding=pad), F.avg_pool2d(y, 2, padding=pad)
-        factors.append(torch.relu(s.mean((2, 3))))
+        factors.append(torch.relu(s.mean((2, 3)).double()))
         w = torch.tensor(o["weights"], dtype=torch.float64, device=x.device).view(-1, 1, 1)
         return torch.prod(torch.stack(factors) ** w, dim=0).mean(1), None
 
