@@ -169,7 +169,7 @@ crossscore-test: $(STAMP)
 # ------------------------------------------------------------------------------------------- full-reference metrics
 .PHONY: bench-fullref
 
-## bench-fullref: ms per 960x768 image of each full-reference metric and preset on this CPU -> benchmarks/fullref.{json,md}
+## bench-fullref: each full-reference metric beside its peer package (ms per 960x768 image, ratio), maps, presets -> benchmarks/fullref.{json,md}
 bench-fullref: setup
 	$(PY) -m benchmarks.fullref_bench
 

@@ -2,9 +2,9 @@
 
 What comes from PyPI in a test-setup step (pip download into .cache/, never committed, never installed into the
 venv): pyiqa 0.1.16 (its calibration images; non-commercial licence), torchmetrics 1.4.0 / 1.9.0 with
-lightning-utilities, pytorch_msssim 1.0.0 and lpips 0.1.4 (helpers.py: unpacked into .cache/fullref-tests/ and
-imported from there by the test that needs them). Without network these tests skip on a user's machine and fail
-under CI (``CI`` set).
+lightning-utilities, pytorch_msssim 1.0.0, lpips 0.1.4 and DISTS-pytorch 0.1 (helpers.py: unpacked into
+.cache/peers/ and imported from there by the test that needs them). Without network these tests skip on a user's
+machine and fail under CI (``CI`` set).
 """
 
 from __future__ import annotations
