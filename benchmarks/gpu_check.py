@@ -68,6 +68,9 @@ class GpuCheckConfig:
     steps: int = opt(6, "training steps per run; the first is warm-up and not counted", min=2)
     batch_size: int = opt(16, "training pairs per step (global; the paper's 16)", min=2)
     workers: int = opt(8, "train.py --workers (DataLoader processes building pairs)", min=0)
+    crop: int = opt(0, "training crops of every run: this side in px, 2-frame segments (0 = each run's preset's "
+                    "own sizes, as the check measures them; the rehearsal's tiny crops run the same code in seconds)",
+                    min=0)
     renders: str = opt("", "training renders (default: the two examples linked into a temporary folder)")
     runs: str = opt(",".join(r.label for r in gpu_train.RUNS), "training runs to make, comma-separated, in "
                     "order (of the default list)")
@@ -87,7 +90,7 @@ class GpuCheckConfig:
 # The rehearsal on a 2-core CPU: every code path of the check, small (fp16/bf16/mixed fall back or run emulated).
 PRESETS = {
     "gpu": {},
-    "rehearse": {"device": "cpu", "budget_s": 1500.0, "steps": 2, "batch_size": 2, "workers": 1,
+    "rehearse": {"device": "cpu", "budget_s": 1500.0, "steps": 2, "batch_size": 2, "workers": 1, "crop": 72,
                  "scorer_repeats": 1, "scorer_frames": 3, "scorer_batch_size": 2, "crossscore_frames": 1,
                  "strict": True},
 }
@@ -118,7 +121,8 @@ def _training_md(rows: list[dict[str, Any]]) -> list[str]:
         share = {k: fmt(r[k] * 100, ".1f") + " %" if k in r else "–" for k in ("data_wait_fraction",
                                                                                 "targets_fraction")}  # fmt: skip
         amp = "–" if "amp" not in r else "yes" if r["amp"] else "no"
-        lines.append(f"| {r['run']} | {r.get('preset', '–')} | {r.get('recipe', '–')} | {amp} | {r.get('gpus', '–')} "
+        preset = f"{r.get('preset', '–')}" + (f", {r['crop']} px crops" if r.get("crop") else "")
+        lines.append(f"| {r['run']} | {preset} | {r.get('recipe', '–')} | {amp} | {r.get('gpus', '–')} "
                      f"| {r.get('batch_size', '–')} | {r['status']}{': ' + r['reason'] if r.get('reason') else ''} "
                      f"| {fmt(r.get('pairs_per_s'))} | {fmt(r.get('pairs_per_s_wall'))} | "
                      f"{share['data_wait_fraction']} | {share['targets_fraction']} | "
@@ -283,10 +287,10 @@ def check_training(cfg: GpuCheckConfig, deadline: float, rows: list[dict[str, An
                                  "reason": f"time budget ({cfg.budget_s:.0f} s) spent"})  # fmt: skip
                 elif kind == "measure":
                     rows.append(_guard(gpu_train.measure, r, renders, Path(tmp), cfg.steps, cfg.batch_size,
-                                       cfg.workers, cfg.device, gpus, left))  # fmt: skip
+                                       cfg.workers, cfg.device, gpus, left, cfg.crop))  # fmt: skip
                 else:
                     rows.append(_guard(gpu_train.measure_resume, r, renders, Path(tmp), cfg.steps, cfg.batch_size,
-                                       cfg.workers, cfg.device, left))  # fmt: skip
+                                       cfg.workers, cfg.device, left, cfg.crop))  # fmt: skip
                 rows[-1].setdefault("run", label)
                 print(f"training {label}: {rows[-1]['status']} {rows[-1].get('reason', '')}", flush=True)
                 save()

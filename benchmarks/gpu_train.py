@@ -52,13 +52,16 @@ RESUMED = "smoke-upstream-fp32"  # the run that is also stopped halfway and resu
 
 
 def train_args(run: TrainRun, renders: str, runs_dir: str, name: str, steps: int, batch_size: int, workers: int,
-               device: str) -> list[str]:  # fmt: skip
-    """train.py flags of one measured run: ``steps`` steps inside one epoch (no validation), fresh weights."""
+               device: str, crop: int = 0) -> list[str]:  # fmt: skip
+    """train.py flags of one measured run: ``steps`` steps inside one epoch (no validation), fresh weights.
+    ``crop`` > 0: every crop ``crop`` px square and every segment 2 frames (the rehearsal: the run's code, small);
+    0: the run's preset's own sizes."""
     repeats = batch_size * (steps + 1)  # the examples are one scene: one epoch must hold every step
+    sizes = ["--crop-min", str(crop), "--crop-max", str(crop), "--segment-pixels", str(crop * crop * 2)] if crop else []
     return ["--preset", run.preset, "--recipe", run.recipe, "--renders", renders, "--runs-dir", runs_dir,
             "--name", name, "--device", device, "--amp" if run.amp else "--no-amp", "--batch-size", str(batch_size),
             "--scene-repeats", str(repeats), "--epochs", "1", "--val-pairs", "0", "--workers", str(workers),
-            "--stop-after-steps", str(steps)]  # fmt: skip
+            "--stop-after-steps", str(steps), *sizes]  # fmt: skip
 
 
 def summarize_steps(rows: list[dict[str, Any]], stamps: list[float] | None = None, warmup: int = 1) -> dict[str, Any]:
@@ -125,12 +128,13 @@ def failure(proc: subprocess.CompletedProcess) -> str:
 
 
 def measure(run: TrainRun, renders: str, tmp: Path, steps: int, batch_size: int, workers: int, device: str,
-            gpus: int, timeout: float) -> dict[str, Any]:  # fmt: skip
-    """One measured run: its numbers, or why not."""
+            gpus: int, timeout: float, crop: int = 0) -> dict[str, Any]:  # fmt: skip
+    """One measured run: its numbers, or why not (``crop``: :func:`train_args`)."""
     row: dict[str, Any] = {"run": run.label, "preset": run.preset, "recipe": run.recipe, "amp": run.amp,
-                           "gpus": gpus if run.torchrun else 1, "batch_size": batch_size}  # fmt: skip
+                           "gpus": gpus if run.torchrun else 1, "batch_size": batch_size,
+                           **({"crop": crop} if crop else {})}  # fmt: skip
     record = tmp / f"{run.label}.child"
-    args = train_args(run, renders, str(tmp / "runs"), run.label, steps, batch_size, workers, device)
+    args = train_args(run, renders, str(tmp / "runs"), run.label, steps, batch_size, workers, device, crop)
     t0 = time.perf_counter()
     try:
         proc = launch(args, record, gpus, run.torchrun, timeout)
@@ -153,12 +157,12 @@ def measure(run: TrainRun, renders: str, tmp: Path, steps: int, batch_size: int,
 
 
 def measure_resume(run: TrainRun, renders: str, tmp: Path, steps: int, batch_size: int, workers: int, device: str,
-                   timeout: float) -> dict[str, Any]:  # fmt: skip
+                   timeout: float, crop: int = 0) -> dict[str, Any]:  # fmt: skip
     """``run`` stopped after ``steps // 2`` steps and resumed to ``steps``, against its uninterrupted run (which
-    :func:`measure` made in ``tmp`` before)."""
+    :func:`measure` made in ``tmp`` before, with the same ``crop``)."""
     half, name = max(1, steps // 2), f"{run.label}-resumed"
     row: dict[str, Any] = {"run": f"{run.label} stop + --resume", "preset": run.preset, "recipe": run.recipe}
-    first = train_args(run, renders, str(tmp / "runs"), name, steps, batch_size, workers, device)
+    first = train_args(run, renders, str(tmp / "runs"), name, steps, batch_size, workers, device, crop)
     first[first.index("--stop-after-steps") + 1] = str(half)
     again = ["--resume", str(tmp / "runs" / name), "--workers", str(workers), "--device", device,
              "--stop-after-steps", str(steps)]  # fmt: skip

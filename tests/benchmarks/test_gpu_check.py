@@ -59,6 +59,11 @@ def test_train_args_measure_steps_inside_one_epoch():
                                                                                               "5")  # fmt: skip
     assert int(opt["--scene-repeats"]) // int(opt["--batch-size"]) > 5  # no epoch end (validation) inside
     assert (opt["--epochs"], opt["--val-pairs"], opt["--workers"], opt["--runs-dir"]) == ("1", "0", "3", "/runs")
+    assert "--crop-min" not in opt and "--segment-pixels" not in opt  # the preset's own sizes
+    tiny = gt.train_args(run, "/r", "/runs", "fp32", steps=5, batch_size=16, workers=3, device="cuda", crop=72)
+    assert tiny[: len(a)] == a  # the same run, with the sizes added
+    tiny_opt = dict(zip(tiny[len(a):][::2], tiny[len(a):][1::2], strict=True))
+    assert tiny_opt == {"--crop-min": "72", "--crop-max": "72", "--segment-pixels": str(72 * 72 * 2)}  # 2 frames
 
 
 def test_the_runs_cover_what_the_issue_asks_and_exist_as_presets():
@@ -151,6 +156,8 @@ def test_report_from_made_up_results():
         in md  # fmt: skip
     assert "| smoke-paper-amp | cpu-smoke | paper | – | – | – | skipped: time budget (330 s) spent |" in md
     assert "ddp-smoke-paper-amp: process group backend **nccl**, world size 1." in md
+    res["training"][0]["crop"] = 72  # the rehearsal's sizes: said beside the preset
+    assert "| full-upstream-fp32 | full, 72 px crops | upstream | no |" in g.report_md(res)
     assert "smoke-upstream-fp32 stop + --resume: stopped after step 3, resumed and ran steps [4, 5, 6]; max |loss − " \
            "the uninterrupted run's| after the resume: 2.50e-07; losses before the stop identical: no " \
            "(max |difference| 1.00e-06: the run-to-run noise)." in md
