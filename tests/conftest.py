@@ -12,14 +12,22 @@ Markers are given here, by :func:`pytest_collection_modifyitems`, not by hand in
   ``subprocess.<anything>(`` or ``<something>.spawn(`` (``torch.multiprocessing.spawn``, ``mp.spawn``).
 
 ``make test-fast`` deselects both: ``pytest -m "not parity and not slow"``.
+
+``--cpu-durations=FILE``: each test's CPU seconds (user + system: this process and the subprocesses it waited for,
+not SLURM's jobs; setup, call and teardown together, so a session fixture counts where it is first built), its main
+thread's, its wall seconds and the seconds this process's threads waited for a CPU, one JSON line per test
+(docs/development.md, "Test time").
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
+import resource
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -93,6 +101,42 @@ def pytest_collection_modifyitems(config, items) -> None:
         if item.get_closest_marker("slow") is None and item.module is not None \
                 and runs_a_process([item.function, *_module_fixture_funcs(item)], item.module):  # fmt: skip
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--cpu-durations", metavar="FILE", default="",
+                     help="append one JSON line per test to FILE: its CPU seconds (this process + the subprocesses it "
+                     "waited for), its main thread's, wall seconds, and the seconds this process waited for a CPU")
+
+
+def _counters() -> dict[str, float]:
+    """Seconds: wall clock; CPU of this process and of its reaped children (getrusage); CPU and run-queue wait of
+    its main thread and run-queue wait of all its threads (Linux /proc schedstat)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    c = {"wall": time.perf_counter(), "cpu_self": own.ru_utime + own.ru_stime,
+         "cpu_children": kids.ru_utime + kids.ru_stime, "cpu_main": 0.0, "queue_wait": 0.0, "queue_wait_main": 0.0}
+    for task in Path("/proc/self/task").glob("*/schedstat"):
+        try:
+            run_ns, wait_ns = map(int, task.read_text().split()[:2])
+        except (OSError, ValueError):
+            continue
+        c["queue_wait"] += wait_ns / 1e9
+        if task.parent.name == str(os.getpid()):
+            c["cpu_main"], c["queue_wait_main"] = run_ns / 1e9, wait_ns / 1e9
+    return c
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    out = item.config.getoption("cpu_durations", "")
+    if not out:
+        yield
+        return
+    before = _counters()
+    yield
+    d = {k: round(v - before[k], 3) for k, v in _counters().items()}
+    with open(out, "a") as f:
+        f.write(json.dumps({"test": item.nodeid, "cpu": round(d["cpu_self"] + d["cpu_children"], 3), **d}) + "\n")
 
 
 def _need(path: Path, what: str) -> Path:
