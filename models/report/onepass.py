@@ -93,6 +93,7 @@ class FramePass:
         self.notes: set[str] = set()  # conversions made reading files outside NVS-SQA's reader
         self.busy = 0.0  # seconds spent decoding and in the sinks
         self.lock, self.closed = threading.Lock(), False
+        self.threads = _torch_threads()  # the sinks' intra-op threads, wherever they run
         self.bar = tqdm(total=method.n_frames or None, desc=f"{method.name}: frames", unit="frame",
                         disable=not progress)  # fmt: skip
 
@@ -163,6 +164,12 @@ class FramePass:
                         "and conversions'", self.method.key, ", ".join(said))
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _timed_frames(frames: Any) -> Iterator[np.ndarray]:
     it = iter(frames)
     while True:
@@ -180,6 +187,11 @@ class _Tapped(FrameSequence):
     feed: FramePass
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        import torch
+
+        # This runs on NVS-SQA's reading thread, whose first torch call would take the thread count last set in the
+        # process: 1, by the encoder's workers (each runs one frame on one thread). The sinks use every core.
+        torch.set_num_threads(self.feed.threads)
         frames = super().__iter__()
         while True:
             with self.feed.lock:  # drain() waits for the frame in hand, then this stream stops

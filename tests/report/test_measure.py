@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from models.errors import InputError, ValidityWarning
@@ -82,10 +83,15 @@ def test_every_file_is_decoded_once_and_each_part_is_as_computed_alone(scene, re
     root, gt, refs = scene
     method = method_of(scene)
     models = models_of(released_model, crossscore=True)
+    released_model.features(method.frames[:8])  # as for a report's second method: NVS-SQA has run in the process
     reads = count_reads(monkeypatch)
+    threads = []  # the metrics run on NVS-SQA's reading thread: with every core, not its encoder workers' one
+    real = type(models.fullref()).compute_prepared
+    monkeypatch.setattr(type(models.fullref()), "compute_prepared",
+                        lambda *a, **k: threads.append(torch.get_num_threads()) or real(*a, **k))
     results, errors = compute_parts(method, models, {"jod", "fullref", "fvvdp", "crossscore"}, refs)
     monkeypatch.undo()
-    assert errors == {}
+    assert errors == {} and set(threads) == {torch.get_num_threads()}
     frames = {p.resolve() for p in method.frames} | {p.resolve() for p in gt.iterdir()}
     assert {p: n for p, n in reads.items() if p in frames} == dict.fromkeys(frames, 1)
 
