@@ -16,10 +16,10 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -89,22 +89,36 @@ class FrameSequence:
     def _iter_files(self) -> Iterator[np.ndarray]:
         notes: set[str] = set()
         for i, path in enumerate(self.files):
-            frame = read_image(path, notes, alpha=self.alpha)
-            if frame.shape[:2] != (self.height, self.width):  # header lied (rare), still refuse
-                raise InputError(
-                    f"{path}: frame is {frame.shape[1]}x{frame.shape[0]} but the sequence is "
-                    f"{self.width}x{self.height}; all frames of a sequence must have one size"
-                )
-            if i == 0 and notes:
-                log.warning("%s: frames converted to 8-bit RGB (%s); see docs/scoring.md, 'Input formats and "
-                            "conversions'", self.source, ", ".join(sorted(notes)))
+            frame = _check_frame(path, read_image(path, notes, alpha=self.alpha), self.width, self.height)
+            if i == 0:
+                self.note_conversions(notes)
             yield frame
+
+    def note_conversions(self, notes: set[str]) -> None:
+        """The one warning of a sequence whose first frame needed a conversion (``notes`` of :func:`read_image`)."""
+        if notes:
+            log.warning("%s: frames converted to 8-bit RGB (%s); see docs/scoring.md, 'Input formats and "
+                        "conversions'", self.source, ", ".join(sorted(notes)))
+
+    @property
+    def plain_files(self) -> bool:
+        """Frames of image files read as RGB by this class's own reader (what :class:`DecodePool` can read for it);
+        False for videos, arrays, alpha and a subclass that reads its frames otherwise."""
+        return self.kind == "frames" and not self.alpha and type(self).__iter__ is FrameSequence.__iter__
 
     def _iter_video(self) -> Iterator[np.ndarray]:
         from models import video  # PyAV, imported only when a video is read
 
         # the decoded count; problems (truncation, decode errors) go to self.warnings and the results' warnings
         self.n_frames = yield from video.frames(Path(self.source), self.width, self.height, self.warnings)
+
+
+def _check_frame(path: Path, frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``frame`` if it has the sequence's size (the header said so; one that lied is still refused)."""
+    if frame.shape[:2] != (height, width):
+        raise InputError(f"{path}: frame is {frame.shape[1]}x{frame.shape[0]} but the sequence is {width}x{height}; "
+                         "all frames of a sequence must have one size")
+    return frame
 
 
 def _check_size(path: str | Path, width: int, height: int, min_size: int) -> None:
@@ -301,3 +315,36 @@ def prefetch(items: Iterable, depth: int = 4) -> Iterator:
                 q.get_nowait()
             except queue.Empty:
                 t.join(timeout=0.05)
+
+
+# --------------------------------------------------------------------------------------------- decoding pools
+# The worker side of models.nvs_sqa.feed.DecodePool: one frame decoded into its slot of a ring of batches.
+_ATTACHED: dict[str, tuple] = {}  # in a worker process: the shared ring it writes into (name -> (memory, array))
+
+
+def _ring_array(target: tuple[str, tuple[int, ...]] | np.ndarray) -> np.ndarray:
+    """The ring of batch buffers a decode task writes into: the array itself (threads), or the shared memory
+    named in ``target`` (processes), attached once per worker (the previous ring let go)."""
+    if isinstance(target, np.ndarray):
+        return target
+    from multiprocessing import shared_memory
+
+    name, shape = target
+    if name not in _ATTACHED:
+        while _ATTACHED:  # the previous sequence's ring: its array first, then the memory it views
+            _, (old, view) = _ATTACHED.popitem()
+            del view
+            old.close()
+        shm = shared_memory.SharedMemory(name=name)
+        _ATTACHED[name] = (shm, np.ndarray(shape, np.uint8, buffer=shm.buf))
+    return _ATTACHED[name][1]
+
+
+def decode_into(target: tuple | np.ndarray, slot: tuple[int, int], path: Path, size: tuple[int, int],
+                 per_frame: Callable[[np.ndarray], Any] | None) -> tuple[set[str], Any]:  # fmt: skip
+    """A decode task: ``path`` read as :func:`read_image` reads it, checked against the sequence's (width, height)
+    and written to ``slot`` (buffer, index) of the ring; returns its conversion notes and ``per_frame(frame)``."""
+    notes: set[str] = set()
+    frame = _check_frame(path, read_image(path, notes), *size)
+    _ring_array(target)[slot] = frame
+    return notes, per_frame(frame) if per_frame is not None else None

@@ -11,6 +11,7 @@ Modules:
     validity     the validated limits (read from validity_v2.json) and the checks that apply them
     windows      the one window rule: one pass or windows, as a WindowPlan; WindowedScore
     scorer       NVSSQA, the API object: features, scores, windows of any sequence
+    feed         feeding the encoder: frames decoded on every core (threads or processes), overlapped copies
     figures      the quality curve of a windowed sequence
     app_config   app.py's options (AppConfig) and the reading of --window/--stride
     outputs      app.py's output files: names, the same-model check, the merge into --out

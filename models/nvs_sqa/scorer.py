@@ -16,6 +16,7 @@ import torch
 
 from models.errors import InputError, ValidityWarning
 from models.frames import FrameSequence, SortOrder, open_sequence, prefetch
+from models.nvs_sqa.feed import DECODE_CHOICES, DecodePool, Transfers, add_stats, frame_stats, pin_host
 from models.nvs_sqa.network import MIN_FRAME_SIZE, Regressor, SequenceModel, optimize_for_inference
 from models.nvs_sqa.precision import apply_precision, exact_float32, resolve_precision
 from models.nvs_sqa.validity import FrameStats, Limits, check
@@ -93,7 +94,7 @@ class NVSSQA:
     def __init__(
         self, model: SequenceModel, regressor: Regressor | None = None, device: str | torch.device = "auto",
         fast: bool = True, info: dict[str, Any] | None = None, precision: str = "exact", workers: int = 0,
-        emulate: bool = False,
+        emulate: bool = False, decode: str = "auto", decoders: int = 0,
     ) -> None:  # fmt: skip
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
@@ -113,18 +114,33 @@ class NVSSQA:
         self.workers = (workers or torch.get_num_threads()) if self.device.type == "cpu" else 1
         if self.device.type == "cpu" and fast and not keep_freed_memory():
             log.debug("mallopt not available: freed encoder maps go back to the kernel (slower, same results)")
+        # Decoding (feed.py): one prefetch thread on the CPU, where the encoder keeps every core busy; a process pool
+        # of `decoders` workers (0 = every core) where the cores feed a GPU. Frame files only; the rest is iterated.
+        if decode not in DECODE_CHOICES:
+            raise InputError(f"decode={decode!r}: choose one of {', '.join(DECODE_CHOICES)}")
+        self.decode = ("processes" if self.device.type == "cuda" else "thread") if decode == "auto" else decode
+        pin = pin_host if self.device.type == "cuda" else None
+        self._pool = None if self.decode == "thread" else DecodePool(decoders, self.decode, pin)  # type: ignore[arg-type]
+        self.feed: Transfers | None = None  # the last sequence's transfers (how its batches went; for the GPU check)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str | torch.device = "auto",
                         fast: bool = True, precision: str = "exact", workers: int = 0,
-                        emulate: bool = False) -> NVSSQA:  # fmt: skip
+                        emulate: bool = False, decode: str = "auto", decoders: int = 0) -> NVSSQA:  # fmt: skip
         """Load a checkpoint folder (default: the released v0.0.1 in ``checkpoints/``); ``precision``: exact |
         mixed | bf16 | fp16 (see precision.py); ``workers``: CPU frames in flight (0 = one per torch thread);
-        ``emulate``: run mixed/bf16 even on a CPU without native bfloat16 (slow; for measuring their error)."""
+        ``emulate``: run mixed/bf16 even on a CPU without native bfloat16 (slow; for measuring their error);
+        ``decode``: auto | thread | threads | processes, how frame files are decoded (feed.py; auto: one thread on
+        the CPU, processes on CUDA), ``decoders`` the pool's workers (0 = every core)."""
         from models.nvs_sqa.checkpoint import load_checkpoint  # here: `python -m models.nvs_sqa.checkpoint` runs clean
 
         ckpt = load_checkpoint(path)
-        return cls(ckpt.model, ckpt.regressor, device, fast, ckpt.info, precision, workers, emulate)
+        return cls(ckpt.model, ckpt.regressor, device, fast, ckpt.info, precision, workers, emulate, decode, decoders)
+
+    def close(self) -> None:
+        """End the decode pool's workers, if any (a later call starts them again)."""
+        if self._pool is not None:
+            self._pool.close()
 
     def _batches(self, frames: Iterator[np.ndarray], batch_size: int) -> Iterator[torch.Tensor]:
         buf: list[np.ndarray] = []
@@ -136,20 +152,39 @@ class NVSSQA:
         if buf:
             yield torch.from_numpy(np.stack(buf))
 
-    def _encode_batch(self, hwc: torch.Tensor) -> torch.Tensor:
-        # (B, H, W, 3) uint8 -> (B, 3, H, W) view, already channels_last in memory; /255 as upstream (the same
-        # float32 values as `.float() / 255`, in place).
-        x = hwc.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    def _run(self, hwc: torch.Tensor) -> torch.Tensor:
+        """Features of a (B, H, W, 3) uint8 batch already on the device, left there (queued, on CUDA)."""
+        # (B, 3, H, W) view, already channels_last in memory; /255 as upstream (the same float32 values as
+        # `.float() / 255`, in place).
+        x = hwc.permute(0, 3, 1, 2).float().div_(255.0)
         if self.precision != "exact":
-            return self._encoder(x).float().cpu()
+            return self._encoder(x).float()
         with exact_float32(self.device):
-            return self._encoder(x).float().cpu()
+            return self._encoder(x).float()
+
+    def _encode_batch(self, hwc: torch.Tensor) -> torch.Tensor:
+        return self._run(hwc.to(self.device)).cpu()
+
+    def _encode_fed(self, batches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """One batch at a time (CUDA; a CPU of one worker): each batch sent by :class:`~models.nvs_sqa.feed.Transfers`
+        (on CUDA a side-stream copy from pinned memory that overlaps the previous batch's compute) and its features
+        brought back one batch later, so the device has the next batch queued while the host waits for the last."""
+        send, held = Transfers(self.device), None
+        self.feed = send
+        for hwc in batches:
+            out = self._run(send.send(hwc))
+            send.settle()  # the batch may be overwritten once the next one is asked for
+            if held is not None:
+                yield held.cpu()
+            held = out
+        if held is not None:
+            yield held.cpu()
 
     def _encode(self, batches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
         """Features of each batch, in order. With ``workers`` > 1 (CPU), that many batches are in flight, each on a
         thread of one intra-op thread; a batch's result does not depend on which thread ran it."""
         if self.workers <= 1:
-            yield from map(self._encode_batch, batches)
+            yield from self._encode_fed(batches)
             return
 
         def one_thread() -> None:
@@ -193,16 +228,28 @@ class NVSSQA:
 
         seq = self.open(source, sort, dim_order, max_value)
         feats: list[torch.Tensor] = []
-        it: Iterator[np.ndarray] = stats.watch(seq) if stats is not None else iter(seq)
-        frames: Iterator[np.ndarray] = prefetch(it, prefetch_depth) if prefetch_depth else it
         bar = tqdm(total=seq.n_frames, desc=seq.name, unit="frame", disable=not progress, leave=False)
         with bar:
-            for out in self._encode(self._batches(frames, batch_size)):
+            for out in self._encode(self._frame_batches(seq, batch_size, prefetch_depth, stats)):
                 feats.append(out)
                 bar.update(len(out))
         if not feats:
             raise InputError(f"{seq.source}: no frames to score")
         return torch.cat(feats)
+
+    def _frame_batches(self, seq: FrameSequence, batch_size: int, prefetch_depth: int,
+                       stats: FrameStats | None) -> Iterator[torch.Tensor]:  # fmt: skip
+        """The sequence as (B, H, W, 3) uint8 batches, ``stats`` gathered on the way: from the decode pool where
+        there is one and the sequence is plain frame files (a batch is then a view, valid until the next one is
+        asked for, unless CPU workers hold several), else from its own reader on a prefetch thread."""
+        if self._pool is None or not seq.plain_files:
+            it: Iterator[np.ndarray] = stats.watch(seq) if stats is not None else iter(seq)
+            yield from self._batches(prefetch(it, prefetch_depth) if prefetch_depth else it, batch_size)
+            return
+        for batch, per in self._pool.batches(seq, batch_size, frame_stats if stats is not None else None):
+            for one in per if stats is not None else ():
+                add_stats(stats, one)
+            yield torch.from_numpy(batch.copy() if self.workers > 1 else batch)
 
     @torch.inference_mode()
     def aggregate(self, frame_feats: torch.Tensor) -> np.ndarray:
