@@ -5,7 +5,10 @@ own shape) and ``--preview`` all call :func:`batch_targets`. DataLoader workers 
 degrade (uint8 sequences). Pairs of one shape (every batch under ``--recipe upstream``, whose crop and length are
 per batch) are stacked and scored in one call per target; other shapes form their own groups. The definition is
 :func:`models.training.targets.pair_targets` (one pair at a time): on CPU the two agree to ≤1e-6
-(tests/training/test_device_targets.py). FovVideoVDP runs per pair (pyfvvdp scores one sequence at a time).
+(tests/training/test_device_targets.py). FovVideoVDP: on CUDA all pairs of one shape in one call
+(:meth:`~models.fullref.fvvdp.FovVideoVDP.batch`: pyfvvdp's own loop, one frame of one pair at a time, is some 70k
+small operations a pair, launch-bound on a GPU); on the CPU pair by pair, where pyfvvdp's frame-sized tensors stay in
+cache and run faster than a batch (the same values either way).
 """
 
 from __future__ import annotations
@@ -70,13 +73,14 @@ def group_targets(s1: torch.Tensor, s2: torch.Tensor, ratios: torch.Tensor, reci
 
 def batch_targets(batch: list[dict], recipe: str | Recipe, needed: tuple[bool, ...],
                   device: str | torch.device = "cpu", seqs: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                  chunk_values: int = CHUNK_VALUES) -> torch.Tensor:  # fmt: skip
+                  chunk_values: int = CHUNK_VALUES, fvvdp_batched: bool | None = None) -> torch.Tensor:  # fmt: skip
     """Targets (B, 5) float32 in [−1, 1] of a batch of PairDataset items (``seq1``, ``seq2``, ``spec.ratio``).
 
     ``seqs``: the items' sequences already on ``device`` (the loop's copies), else they are moved here.
     NaN where ``needed`` is False (a zero loss weight). Pairs of one shape are scored together,
     ``chunk_values`` sequence values (N·T·3·H·W) at a time, at least one pair: that bounds the float64
-    temporaries of SSIM (≈15 copies, ≈8 GB at the default 2²⁶).
+    temporaries of SSIM (≈15 copies, ≈8 GB at the default 2²⁶). ``fvvdp_batched``: FovVideoVDP of a shape's
+    pairs in one call (None: on CUDA), its pyramids ``chunk_values`` / 4 pixels at a time.
     """
     recipe, device = get_recipe(recipe), torch.device(device)
     seqs = seqs or [(x["seq1"].to(device), x["seq2"].to(device)) for x in batch]
@@ -92,6 +96,22 @@ def batch_targets(batch: list[dict], recipe: str | Recipe, needed: tuple[bool, .
             ratios = torch.tensor([batch[i]["spec"].ratio for i in idx], dtype=torch.float64)
             out[idx] = group_targets(s1, s2, ratios, recipe, needed)
     if needed[4]:
-        metric = _fvvdp(str(device))
-        out[:, 4] = torch.stack([jod_to_target(metric(s2, s1)) for s1, s2 in seqs]).to(device)
+        out[:, 4] = fvvdp_targets(seqs, groups, device, chunk_values,
+                                  device.type == "cuda" if fvvdp_batched is None else fvvdp_batched)
     return out.float()
+
+
+def fvvdp_targets(seqs: list[tuple[torch.Tensor, torch.Tensor]], groups: dict[tuple[int, ...], list[int]],
+                  device: torch.device, chunk_values: int, batched: bool) -> torch.Tensor:  # fmt: skip
+    """Head 4 of each pair (B,) float64: FovVideoVDP of sequence 2 against sequence 1, pair by pair or a shape's
+    pairs in one call (their frames ``chunk_values`` / 4 pixels at a time: the pyramid holds four channels)."""
+    metric = _fvvdp(str(device))
+    if not batched:
+        return torch.stack([jod_to_target(metric(s2, s1)) for s1, s2 in seqs]).to(device)
+    out = torch.empty(len(seqs), dtype=torch.float64, device=device)
+    for shape, members in groups.items():
+        chunk = max(1, chunk_values // (4 * shape[-1] * shape[-2]))
+        jods = metric.batch(torch.stack([seqs[i][1] for i in members]), torch.stack([seqs[i][0] for i in members]),
+                            chunk)  # fmt: skip
+        out[members] = jod_to_target(jods.to(device)).to(device)
+    return out

@@ -58,3 +58,26 @@ def test_batch_targets_fvvdp_equals_the_reference_definition():
     got = batch_targets(batch, "upstream", needed).numpy()[:, 4]
     want = [pair_targets(x["seq1"], x["seq2"], 0.5, needed, recipe=RECIPES["upstream"])[4] for x in batch]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.skipif(not fvvdp_available(), reason="pyfvvdp not installed")
+def test_fvvdp_of_a_shape_s_pairs_in_one_call_equals_pair_by_pair():
+    """The batched FovVideoVDP (CUDA's path), forced on the CPU, gives pyfvvdp's own per-pair JODs: two shapes,
+    an identical pair (JOD 10), frames in pyramids of a few frames at a time."""
+    batch = _batch([(5, 64, 72), (5, 64, 72), (4, 70, 64), (5, 64, 72)], seed=3)
+    needed = (False, False, False, False, True)
+    per_pair = batch_targets(batch, "paper", needed, fvvdp_batched=False).numpy()[:, 4]
+    for chunk in (1 << 26, 4 * 64 * 72 * 3):  # all frames at once; 3 frames a pyramid
+        got = batch_targets(batch, "paper", needed, fvvdp_batched=True, chunk_values=chunk).numpy()[:, 4]
+        np.testing.assert_allclose(got, per_pair, rtol=0, atol=1e-6)
+    assert per_pair[0] == 1.0  # identical sequences: JOD 10
+
+
+@pytest.mark.skipif(not fvvdp_available(), reason="pyfvvdp not installed")
+def test_fvvdp_batch_refuses_pairs_of_two_shapes():
+    from models.errors import InputError
+    from models.fullref.fvvdp import FovVideoVDP
+
+    a = torch.zeros((1, 3, 3, 64, 64), dtype=torch.uint8)
+    with pytest.raises(InputError, match=r"FovVideoVDP.batch: need two \(N, T, 3, H, W\) tensors of one shape"):
+        FovVideoVDP().batch(a, a[:, :2])
