@@ -35,6 +35,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a hub during tests
+# Idle OpenMP threads sleep instead of spinning (as app.py does), here and in the scripts the tests start: set before
+# torch loads. On a shared 2-core machine a spinning thread burns the CPU its sibling waits for: the training tests
+# took 3-5x the CPU and wall with the default policy at load ~8 (docs/development.md, "Test time").
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(ROOT))
 
 from consts import CHECKPOINTS_DIR, RELEASED, SHARED_DIR  # noqa: E402
