@@ -178,10 +178,17 @@ class DISTS(nn.Module):
         alpha, beta = torch.split(self.alpha, DISTS_CHANNELS, dim=1), torch.split(self.beta, DISTS_CHANNELS, dim=1)
         texture = structure = both.new_zeros(n)
         for k, f in enumerate([both, *self.net(_channels_last((both - self.mean) / self.std), pooling="l2")]):
-            fx, fy = f[:n], f[n:]
-            mx, my = fx.mean((2, 3), keepdim=True), fy.mean((2, 3), keepdim=True)
-            vx, vy = ((fx - mx) ** 2).mean((2, 3), keepdim=True), ((fy - my) ** 2).mean((2, 3), keepdim=True)
-            cov = (fx * fy).mean((2, 3), keepdim=True) - mx * my
-            texture = texture + (alpha[k] * (2 * mx * my + DISTS_C) / (mx**2 + my**2 + DISTS_C)).sum((1, 2, 3))
-            structure = structure + (beta[k] * (2 * cov + DISTS_C) / (vx + vy + DISTS_C)).sum((1, 2, 3))
+            (mx, vx), (my, vy), cov = _moments(f[:n], f[n:])
+            texture = texture + (alpha[k][..., 0, 0] * (2 * mx * my + DISTS_C) / (mx**2 + my**2 + DISTS_C)).sum(1)
+            structure = structure + (beta[k][..., 0, 0] * (2 * cov + DISTS_C) / (vx + vy + DISTS_C)).sum(1)
         return 1 - (texture + structure)
+
+
+def _moments(fx: torch.Tensor, fy: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """((mean, variance) of fx, of fy, their covariance) per image and channel over the pixels, (B, C) each, from
+    sums over a (B, H·W, C) view (contiguous in channels_last; one pass per sum; DISTS_pt.py takes the variance in
+    two passes, which moves values by float32 rounding only)."""
+    x, y = (t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, t.shape[1]) for t in (fx, fy))
+    mx, my = x.mean(1), y.mean(1)
+    var_x, var_y = (x * x).mean(1) - mx * mx, (y * y).mean(1) - my * my
+    return (mx, var_x), (my, var_y), (x * y).mean(1) - mx * my
