@@ -59,11 +59,49 @@ def kept_epoch(done: int, cfg: TrainConfig, recipe: Recipe) -> bool:
 
 
 def _clock(device: torch.device) -> float:
-    """perf_counter after the device's queued work is done (CUDA runs asynchronously: without the sync, a step's
-    split would charge the targets' and forward's GPU time to whichever later line waits for it)."""
+    """perf_counter after this thread's queued work on the device is done (CUDA runs asynchronously: without the
+    sync, a step's split would charge the targets' and forward's GPU time to whichever later line waits for it).
+    Only the current stream: targets computed ahead on their own stream (:class:`TargetsAhead`) are not waited for."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        torch.cuda.current_stream(device).synchronize()
     return time.perf_counter()
+
+
+class TargetsAhead:
+    """A batch's sequences on the device and its targets, computed on a background thread (on CUDA its own stream)
+    while the encoder trains on the previous batch. The targets are pure functions of the pairs, so the values, and
+    the run, are those computed in line; only the waiting goes."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.trainer, self.pool = trainer, ThreadPoolExecutor(1, thread_name_prefix="targets")
+        self.stream = torch.cuda.Stream(trainer.device) if trainer.device.type == "cuda" else None
+
+    def submit(self, batch: list[dict]):  # noqa: ANN201 - a Future of (seqs, targets, seconds)
+        return self.pool.submit(self._compute, batch)
+
+    def _compute(self, batch: list[dict]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, float]:
+        from contextlib import nullcontext
+
+        t0, tr = time.perf_counter(), self.trainer
+        with torch.cuda.stream(self.stream) if self.stream is not None else nullcontext():
+            seqs, targets = tr.targets_of(batch)
+            if self.stream is not None:
+                self.stream.synchronize()  # this thread waits; the training stream does not
+        return seqs, targets, time.perf_counter() - t0
+
+    def take(self, future) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, float]:  # noqa: ANN001
+        """The result, its tensors handed to the training stream (not reused while its work is queued)."""
+        seqs, targets, seconds = future.result()
+        if self.stream is not None:
+            current = torch.cuda.current_stream(self.trainer.device)
+            for t in (targets, *(x for pair in seqs for x in pair)):
+                t.record_stream(current)
+        return seqs, targets, seconds
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------------------------- distributed
@@ -113,10 +151,13 @@ class Trainer:
     """One training run: its settings, processes, device, model, optimizer, data, metrics and step counter, and
     the steps that move it on. Only the main process (rank 0) writes files."""
 
-    def __init__(self, cfg: TrainConfig, resume: str | Path | None = None) -> None:
-        """Check the inputs and build the model and optimizer; bad input raises InputError before any compute."""
+    def __init__(self, cfg: TrainConfig, resume: str | Path | None = None, overlap: bool | None = None) -> None:
+        """Check the inputs and build the model and optimizer; bad input raises InputError before any compute.
+        ``overlap``: compute each batch's targets while the encoder trains on the previous one (None: on CUDA, where
+        the targets' small kernels leave the GPU room; on the CPU both would share the same cores)."""
         self.cfg, self.resume, self.dist = cfg, resume, Dist.from_env()
         self.device = setup_device(cfg, self.dist)
+        self.overlap = self.device.type == "cuda" if overlap is None else overlap
         _, self.scenes, self.per_epoch = training_scenes(cfg)
         init = None if cfg.init in ("scratch", "released") or resume else locate(cfg.init, CHECKPOINTS_DIR, RUNS_DIR,
                                                                               what="`init`")
@@ -192,13 +233,19 @@ class Trainer:
         needed = (True,) * 4 + (self.needed[4],)  # ST-RRED is cheap, so validated even at weight 0; FovVideoVDP not
         return val, batch_targets(val, self.recipe, needed, self.device).cpu().numpy()
 
-    def train_step(self, batch: list[dict], t_wait: float) -> dict:
-        """One optimisation step on this process's pairs (``t_wait``: when the loop began waiting for them); adds
-        and returns its metrics row (head losses averaged over the processes)."""
+    def targets_of(self, batch: list[dict]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """A batch's sequences on the device and its targets (K, B), as upstream lays them out."""
+        seqs = [(b["seq1"].to(self.device), b["seq2"].to(self.device)) for b in batch]
+        return seqs, batch_targets(batch, self.recipe, self.needed, self.device, seqs).T
+
+    def train_step(self, batch: list[dict], t_wait: float, ahead: tuple | None = None) -> dict:
+        """One optimisation step on this process's pairs (``t_wait``: when the loop began waiting for them; ``ahead``:
+        (seqs, targets, seconds) computed beforehand by :class:`TargetsAhead`, else computed here); adds and returns
+        its metrics row (head losses averaged over the processes)."""
         device, epoch = self.device, self.step // self.steps_per_epoch
         t0 = _clock(device)
-        data_s, seqs = t0 - t_wait, [(b["seq1"].to(device), b["seq2"].to(device)) for b in batch]
-        targets = batch_targets(batch, self.recipe, self.needed, device, seqs).T  # (K, B), as upstream
+        data_s = t0 - t_wait
+        seqs, targets = ahead[:2] if ahead is not None else self.targets_of(batch)
         tt = _clock(device)
         with torch.autocast(device.type, enabled=self.amp):
             p1, p2 = self.ddp(seqs)
@@ -217,7 +264,7 @@ class Trainer:
         row = {"kind": "step", "step": self.step, "epoch": epoch, "loss": float((per_head * self.weights).sum()),
                "head_loss": {n: (float(per_head[k]) if self.needed[k] else None) for k, n in enumerate(TARGETS)},
                "pairs": len(batch) * self.dist.world, "data_s": data_s, "targets_s": tt - t0, "forward_s": t1 - tt,
-               "backward_s": t2 - t1,
+               "backward_s": t2 - t1, **({"targets_ahead_s": ahead[2]} if ahead is not None else {}),
                "worker_s": {k: sum(b["timings"][k] for b in batch) for k in ("load", "load_cpu")}}  # fmt: skip
         self.metrics.add(row)
         return row
@@ -269,17 +316,42 @@ class Trainer:
         epoch ends (validation, saving); a progress bar on the main process."""
         bar = tqdm(total=self.cfg.epochs * self.steps_per_epoch, initial=self.step, desc=self.run_dir.name,
                    unit="step") if self.dist.main else None  # fmt: skip
-        t_wait = time.perf_counter()
-        for batch in step_loader(self.data, todo, self.cfg.workers, self.cfg.seed):
-            row = self.train_step(batch, t_wait)
+        ahead = TargetsAhead(self) if self.overlap else None
+        try:
+            for batch, t_wait, done in self._batches(todo, ahead):
+                row = self.train_step(batch, t_wait, None if done is None else ahead.take(done))  # type: ignore[union-attr]
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", data=f"{row['data_s']:.2f}s")
+                if self.after_step():
+                    break
+        finally:
+            if ahead is not None:
+                ahead.close()
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", data=f"{row['data_s']:.2f}s")
-            if self.after_step():
-                break
-            t_wait = time.perf_counter()
-        if bar is not None:
-            bar.close()
+                bar.close()
+
+    def _batches(self, todo: list[list[int]], ahead: TargetsAhead | None):  # noqa: ANN202 - a generator
+        """(batch, when the wait for it began, its targets' Future or None), in order. With ``ahead``, the next
+        batch is taken from the loader and its targets started before this one is handed out (its data wait is
+        timed then: the loader's workers have usually prepared it long before)."""
+        loader = iter(step_loader(self.data, todo, self.cfg.workers, self.cfg.seed))
+        t_wait = time.perf_counter()
+        if ahead is None:
+            for batch in loader:
+                yield batch, t_wait, None
+                t_wait = time.perf_counter()
+            return
+        batch = next(loader, None)
+        waited = time.perf_counter() - t_wait
+        done = None if batch is None else ahead.submit(batch)
+        while batch is not None:
+            t_next = time.perf_counter()
+            nxt = next(loader, None)
+            next_wait = time.perf_counter() - t_next
+            nxt_done = None if nxt is None else ahead.submit(nxt)
+            yield batch, time.perf_counter() - waited, done
+            batch, done, waited = nxt, nxt_done, next_wait
 
     def close(self) -> None:
         """Leave the process group (when this run joined one)."""
@@ -287,9 +359,10 @@ class Trainer:
             torch.distributed.destroy_process_group()
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
-    """Run (or continue) training; returns the run folder. Bad input raises InputError before any compute."""
-    trainer = Trainer(cfg, resume)
+def train(cfg: TrainConfig, resume: str | Path | None = None, overlap: bool | None = None) -> Path:
+    """Run (or continue) training; returns the run folder. Bad input raises InputError before any compute.
+    ``overlap``: see :class:`Trainer`."""
+    trainer = Trainer(cfg, resume, overlap)
     trainer.restore()
     todo = trainer.remaining_batches()
     if not todo:

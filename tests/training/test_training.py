@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -319,6 +320,24 @@ def test_trainer_steps_by_hand_equal_train(tmp_path, renders):
     t.save(0)
     a, b = _state(ref), _state(t.run_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_targets_computed_ahead_give_the_same_run(tmp_path, renders, workers):
+    """Targets of the next batch computed on a background thread while the encoder trains (CUDA's default): the
+    same weights and losses bit for bit, every step's row with the background seconds; a stop after step 3 of 4
+    leaves no thread behind and resumes to the same end."""
+    cfg = dict(weights=[1.0, 0.5, 0.2, 0.3, 1.0], workers=workers)  # all five heads, FovVideoVDP included
+    inline = train(tiny(tmp_path / "inline", renders, **cfg), overlap=False)
+    ahead = train(tiny(tmp_path / "ahead", renders, stop_after_steps=3, **cfg), overlap=True)
+    train(tiny(tmp_path / "ahead", renders, **cfg), resume=ahead, overlap=True)
+    a, b = _state(inline), _state(ahead)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(x) for x in (ahead / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
+    ref = [json.loads(x) for x in (inline / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
+    assert [r["loss"] for r in rows if r["kind"] == "step"] == [r["loss"] for r in ref if r["kind"] == "step"]
+    assert all(r["targets_ahead_s"] > 0 for r in rows if r["kind"] == "step")
+    assert not [t for t in threading.enumerate() if t.name.startswith("targets")]
 
 
 def test_stop_signal_sets_a_flag_the_loop_reads(monkeypatch):
