@@ -11,7 +11,8 @@ JPEG blockiness), on ``--frames`` frames of each example sequence (every fifth, 
   the clean frames (OpenCV, 4:2:0). Seeded.
 
 For every variant the *bias* is how much NVS-SQA's score moved relative to its base beyond what FovVideoVDP (a
-reference-based metric in the same JOD units, the clean frames as reference) says the variant changed:
+reference-based metric in the same JOD units, the clean frames as reference; on the central ``FV_CROP`` pixels of
+the frames, at their own pixel density — a quarter of the cost, the same distortion statistics) says changed:
 ``(NVS-SQA(variant) − NVS-SQA(base)) − (FovVideoVDP(variant) − FovVideoVDP(base))``. The inflation curve of a
 blind spot is the running maximum of the bias over the statistic (non-decreasing, 0 at the bases): the most a
 score may have been raised by that blind spot at that value, over both sequences and bases. The report credits
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 NOISE = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 JPEG = (90.0, 70.0, 50.0, 30.0, 15.0, 10.0)
 BASE_BLUR = 1.0
+FV_CROP = (384, 480)  # (h, w): FovVideoVDP's view of a variant, centred
 
 
 def _score(model: NVSSQA, frames: np.ndarray) -> tuple[float, FrameStats]:
@@ -47,7 +49,11 @@ def _score(model: NVSSQA, frames: np.ndarray) -> tuple[float, FrameStats]:
 
 
 def _tchw(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    """The central :data:`FV_CROP` of (T, H, W, 3) frames as FovVideoVDP's (T, 3, h, w)."""
+    h, w = frames.shape[1:3]
+    ch, cw = min(FV_CROP[0], h), min(FV_CROP[1], w)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return torch.from_numpy(np.ascontiguousarray(frames[:, y:y + ch, x:x + cw])).permute(0, 3, 1, 2)
 
 
 def variants(clip: np.ndarray, seed: int = 0) -> list[tuple[str, str, float, np.ndarray]]:

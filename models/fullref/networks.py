@@ -155,6 +155,17 @@ class LPIPS(nn.Module):
         return value, None if pixel_map is None else pixel_map[:, 0]
 
 
+def _moments(fx: torch.Tensor, fy: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor],
+                                                           tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """((mean, variance) of fx, of fy, their covariance) per image and channel over the pixels, (B, C) each, from
+    sums over a (B, H·W, C) view (contiguous in channels_last; one pass per sum; DISTS_pt.py takes the variance in
+    two passes, which moves values by float32 rounding only)."""
+    x, y = (t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, t.shape[1]) for t in (fx, fy))
+    mx, my = x.mean(1), y.mean(1)
+    var_x, var_y = (x * x).mean(1) - mx * mx, (y * y).mean(1) - my * my
+    return (mx, var_x), (my, var_y), (x * y).mean(1) - mx * my
+
+
 class DISTS(nn.Module):
     """DISTS (Ding et al. 2020) of (B, 3, H, W) images in [0, 1] -> (B,); lower is more similar. Every tensor is a
     parameter or buffer: ``.to(device / dtype)`` moves it all."""
@@ -183,12 +194,3 @@ class DISTS(nn.Module):
             structure = structure + (beta[k][..., 0, 0] * (2 * cov + DISTS_C) / (vx + vy + DISTS_C)).sum(1)
         return 1 - (texture + structure)
 
-
-def _moments(fx: torch.Tensor, fy: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
-    """((mean, variance) of fx, of fy, their covariance) per image and channel over the pixels, (B, C) each, from
-    sums over a (B, H·W, C) view (contiguous in channels_last; one pass per sum; DISTS_pt.py takes the variance in
-    two passes, which moves values by float32 rounding only)."""
-    x, y = (t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, t.shape[1]) for t in (fx, fy))
-    mx, my = x.mean(1), y.mean(1)
-    var_x, var_y = (x * x).mean(1) - mx * mx, (y * y).mean(1) - my * my
-    return (mx, var_x), (my, var_y), (x * y).mean(1) - mx * my
