@@ -57,7 +57,12 @@ bench: setup
 roofline: setup
 	$(PY) -m benchmarks.roofline
 
-## gpu-check: on the GPU machine, with its own python3: scorer, CrossScore fp16, train fp32/AMP/DDP/resume -> gpu.{json,md}
+.PHONY: bench-decode
+## bench-decode: 960x768 JPEGs decoded into the scorer's batches by threads and processes (frames/s, the ceiling) -> benchmarks/decode.{json,md}
+bench-decode: setup
+	$(PY) -m benchmarks.decode_bench
+
+## gpu-check: on the GPU machine, with its own python3: decoding ceiling, scorer, full-reference vs CPU, CrossScore fp16, train fp32/AMP/DDP/resume -> gpu.{json,md}
 # No venv, no network there: .gpu/ (make gpu-prepare) brings what its image lacks; results into $GPU_CHECK_OUT, else
 # benchmarks/. Without CUDA it prints one line and writes nothing (docs/performance.md, "GPU check").
 gpu-check:

@@ -4,16 +4,22 @@
     python -m benchmarks.gpu_check --preset rehearse --device cpu            # here: make gpu-rehearse
 
 That machine has its own ``python3`` (torch + CUDA), no venv and no network: what it lacks travels in ``.gpu/``
-(``make gpu-prepare``, benchmarks/gpu_travel.py). The parts, in this order, each in its own try/except so one
-failure does not lose the rest, and ``gpu.json`` + ``gpu.md`` rewritten (atomically) after each:
+(``make gpu-prepare``, benchmarks/gpu_travel.py). The parts, in this order (``--parts`` picks some), each in its
+own try/except so one failure does not lose the rest, and ``gpu.json`` + ``gpu.md`` rewritten (atomically) after
+each:
 
 1. ``environment``: Python, torch, CUDA, cuDNN, NCCL, transformers, NumPy, pyfvvdp, submitit; the ``nvidia-smi``
    line; the CPU;
-2. ``scorer``: the released scorer on the two examples in each precision mode (exact, fp16, bf16, mixed) at batch
-   16: the mode that ran, frames/s, peak GPU memory, feature and JOD error against the release's own
-   (benchmarks/gpu_scorer.py);
-3. ``crossscore``: ``predict``'s maps with fp16 autocast vs fp32 (the committed demo model);
-4. ``training``: ``train.py`` for a few steps per run, full-size and cpu-smoke-sized pairs, fp32 and AMP, one run
+2. ``decode``: how fast the machine's cores decode the example's 960×768 JPEGs into the scorer's batches, by
+   threads and processes (benchmarks/decode_bench.py): the ceiling, and the scorer's target in this run, the lower
+   of :data:`SCORER_GOAL_FPS` and that ceiling;
+3. ``scorer``: the released scorer on the two examples in each precision mode (exact, fp16, bf16, mixed) at batch
+   16: the mode that ran, frames/s from the JPEG files (against the target of ``decode``), peak GPU memory, feature
+   and JOD error against the release's own (benchmarks/gpu_scorer.py);
+4. ``fullref``: every full-reference preset's metrics batched on the device against the CPU, value by value, with
+   TF32 on and off (pass: within 1e-5 with TF32 off), and pairs/s (benchmarks/gpu_fullref.py);
+5. ``crossscore``: ``predict``'s maps with fp16 autocast vs fp32 (the committed demo model);
+6. ``training``: ``train.py`` for a few steps per run, full-size and cpu-smoke-sized pairs, fp32 and AMP, one run
    under ``torch.distributed.run`` (DDP with NCCL, a real process group even on one GPU), and one run stopped
    halfway and resumed (benchmarks/gpu_train.py): pairs/s, data-wait share, peak GPU memory.
 
@@ -31,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # `python benchmarks/gpu_check.py`: the repository's modules must import
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import gpu_train  # noqa: E402
+from benchmarks import decode_bench, gpu_fullref, gpu_train  # noqa: E402
 from benchmarks.gpu_scorer import SCORER_PRECISIONS, failed, fmt, modes_md, parse_precisions  # noqa: E402
 from benchmarks.gpu_scorer import measure as measure_scorer  # noqa: E402
 from consts import EXAMPLE_SEQUENCES, REFERENCE_FEATURES  # noqa: E402
@@ -53,6 +60,8 @@ EXAMPLES = EXAMPLE_SEQUENCES  # what the scorer and CrossScore parts run on (the
 VERSIONED = {"numpy": "numpy", "transformers": "transformers", "pyfvvdp": "pyfvvdp", "submitit": "submitit",
              "cv2": "opencv-python-headless", "scipy": "scipy", "PIL": "pillow", "av": "av"}
 TRAVELLING_MODULES = ("pyfvvdp", "ffmpeg", "future", "submitit")  # what benchmarks/gpu_travel.py brings
+PARTS = ("environment", "decode", "scorer", "fullref", "crossscore", "training")  # in the order they run
+SCORER_GOAL_FPS = 1500.0  # the scorer from JPEG files, end to end, unless decoding on the machine's cores is slower
 
 
 @dataclass
@@ -80,9 +89,25 @@ class GpuCheckConfig:
     scorer_batch_size: int = opt(16, "frames per scorer network call", min=1)
     scorer_frames: int = opt(0, "frames scored per example (0 = all; fewer skips the parity check)", min=0)
     crossscore_frames: int = opt(4, "example frames scored by CrossScore in fp16 and fp32", min=1)
+    parts: str = opt(",".join(PARTS), f"parts to run, comma-separated (of {', '.join(PARTS)}; they run in that "
+                     "order)")
+    decode_frames: int = opt(240, "frames decoded per way of decoding and round (the first example's repeated)",
+                             min=1)
+    decode_workers: str = opt("", "decoding worker counts, comma-separated (default: 1, 2, 4, … up to the cores)")
+    decode_kinds: str = opt("prefetch,threads,processes", "ways of decoding, comma-separated, of "
+                            f"{', '.join(decode_bench.KINDS)} (benchmarks/decode_bench.py)")
+    decode_rounds: int = opt(3, "timed decoding rounds, after a warm-up round", min=1)
+    decode_s: float = opt(60.0, "seconds at most for the decoding rounds (a round that would start later is left out)",
+                          min=1)
+    fullref_pairs: int = opt(4, "render/ground-truth pairs per full-reference call", min=1)
+    fullref_size: int = opt(0, "full-reference pairs cropped to this square side in px (0 = whole 960x768 frames)",
+                            min=0)
+    fullref_repeats: int = opt(3, "timed full-reference calls per metric and TF32 setting (after one)", min=1)
+    fullref_presets: str = opt("", "full-reference presets, comma-separated (default: "
+                               f"{', '.join(gpu_fullref.PRESETS)})")
     merge: list[str] = opt([], "measure nothing: combine the gpu.json of earlier calls (files or folders, first = "
-                           "base) into --out; a later call's training runs replace the same runs skipped or failed "
-                           "before", metavar="GPU_JSON")
+                           "base) into --out; a later call's parts and training runs replace the same ones missing, "
+                           "skipped or failed before", metavar="GPU_JSON")
     strict: bool = opt(False, "exit 1 when anything failed or was skipped, or a travelling package was imported "
                        "from outside PYTHONPATH (the rehearsal's pass criterion)")
 
@@ -92,8 +117,22 @@ PRESETS = {
     "gpu": {},
     "rehearse": {"device": "cpu", "budget_s": 1500.0, "steps": 2, "batch_size": 2, "workers": 1, "crop": 72,
                  "scorer_repeats": 1, "scorer_frames": 3, "scorer_batch_size": 2, "crossscore_frames": 1,
+                 "decode_frames": 8, "decode_workers": "1,2", "decode_kinds": ",".join(decode_bench.KINDS),
+                 "decode_rounds": 1, "fullref_pairs": 2, "fullref_repeats": 1,
+                 "fullref_size": 176,  # MS-SSIM's five scales need a side over 160 px
                  "strict": True},
 }
+
+
+def parse_parts(spec: str) -> list[str]:
+    """``--parts`` -> the parts in the check's order (:data:`PARTS`); an unknown or empty name is one error line."""
+    names = [x.strip() for x in spec.split(",")]
+    bad = [x for x in names if x not in PARTS]
+    if bad:
+        from models.errors import InputError
+
+        raise InputError(f"--parts {spec}: {bad[0]!r} is not a part; choose from {', '.join(PARTS)}")
+    return [x for x in PARTS if x in names]
 
 
 def parse_runs(spec: str) -> list[gpu_train.TrainRun]:
@@ -149,6 +188,72 @@ def _training_md(rows: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def fed_at_rate(res: dict[str, Any]) -> dict[str, Any] | None:
+    """Each scorer mode's frames/s from the JPEG files against this run's target (the lower of
+    :data:`SCORER_GOAL_FPS` and the decoding ceiling), or None without both parts of one call."""
+    dec, sc = res.get("decode", {}), res.get("scorer", {})
+    target = dec.get("target_fps")
+    if target is None or sc.get("status") != "ok" or dec.get("call") != sc.get("call"):
+        return None
+    fps = {m["requested"]: m["frames_per_s"] for m in sc["modes"] if m.get("status") == "ok"}
+    return {"goal_fps": dec["goal_fps"], "ceiling_fps": dec["ceiling_fps"], "target_fps": target,
+            "frames_per_s": fps, "met": {k: v >= target for k, v in fps.items()}}  # fmt: skip
+
+
+def _decode_md(dec: dict[str, Any]) -> list[str]:
+    """The decoding part of the report: the rows, the ceiling and the scorer's target."""
+    w, h = dec["size"]
+    target = decode_bench.fmt_fps(dec.get("target_fps"))
+    return [f"{dec['frames']} frames of {w}×{h} ({Path(dec['example']).name}, repeated) in batches of "
+            f"{dec['batch_size']} on {dec['cores']} usable cores of {dec['cpu']} ({dec['cpu_id']}); OpenCV "
+            f"{dec['opencv']} (JPEG: {dec['jpeg']}); timed rounds: {dec['rounds']}, after a warm-up.", "",
+            *decode_bench.rows_md(dec), "",
+            f"{decode_bench.ceiling_line(dec)} The scorer's target in this run: the lower of {dec['goal_fps']:.0f} "
+            f"frames/s and the ceiling, **{target} frames/s**.", ""]  # fmt: skip
+
+
+def _crossscore_md(cs: dict[str, Any]) -> list[str]:
+    """The CrossScore part of the report: the largest and mean difference of the maps."""
+    return [f"{cs['frames']} frames of {cs['query']}, checkpoint {cs['checkpoint']}: max |fp16 − fp32| of the maps "
+            f"**{cs['max_abs_diff']:.2e}** (mean {cs['mean_abs_diff']:.2e}; maps are SSIM in [0, 1]).", ""]
+
+
+def _fed_md(fed: dict[str, Any] | None) -> list[str]:
+    """One line: each scorer mode's frames/s against this run's target."""
+    if fed is None:
+        return []
+    modes = ", ".join(f"{k} {v:.1f} ({'met' if fed['met'][k] else '**not met**'})"
+                      for k, v in fed["frames_per_s"].items())  # fmt: skip
+    return [f"From the JPEG files, end to end, against this run's target of {fed['target_fps']:.0f} frames/s (the "
+            f"lower of {fed['goal_fps']:.0f} and the decoding ceiling {fed['ceiling_fps']:.0f}): {modes}.", ""]
+
+
+# the parts with a section of their own, in the report's order: (key, title, the lines of a part that ran)
+SECTIONS: tuple[tuple[str, str, Callable[[dict[str, Any]], list[str]]], ...] = (
+    ("decode", "Decoding the frames (the scorer's feed; benchmarks/decode_bench.py)", _decode_md),
+    ("scorer", "Scorer: parity and speed per precision mode", modes_md),
+    ("fullref", "Full-reference metrics: device against CPU (benchmarks/gpu_fullref.py)", gpu_fullref.report_lines),
+    ("crossscore", "CrossScore predict: fp16 autocast vs fp32", _crossscore_md),
+)
+
+
+def _section(part: dict[str, Any], title: str, body: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+    """A part's section: its lines where it ran, else its status and why."""
+    lines = body(part) if part.get("status") == "ok" else [f"{part.get('status')}: {part.get('reason', '')}", ""]
+    return [f"## {title}", "", *lines]
+
+
+def _calls_md(res: dict[str, Any]) -> list[str]:
+    """One line per call merged after the first."""
+    out = []
+    for i, call in enumerate(res.get("calls", [])[1:], 2):
+        c = call.get("config") or {}
+        parts = f"--parts {c['parts']} " if c.get("parts") else ""
+        out.append(f"Call {i} ({call.get('created')}, {fmt(call.get('total_seconds'), '.0f')} s): `{parts}--runs "
+                   f"{c.get('runs')} --steps {c.get('steps')}`; what it added carries `call`.")
+    return out
+
+
 def report_md(res: dict[str, Any]) -> str:
     """The markdown of ``gpu.md`` from the results dict that ``gpu.json`` holds (any subset of the parts)."""
     env = res.get("environment", {})
@@ -160,26 +265,16 @@ def report_md(res: dict[str, Any]) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
         lines += [f"`nvidia-smi`: {env.get('nvidia_smi') or '–'}; CPU: {env.get('cpu', '?')} × {env.get('cpus', '?')};"
                   f" Python {env.get('python', '?')}; {versions}.", ""]
-    sc = res.get("scorer", {})
-    lines += ["## Scorer: parity and speed per precision mode", ""]
-    not_run = [f"{sc.get('status', 'not run')}: {sc.get('reason', '')}", ""]
-    lines += modes_md(sc) if sc.get("status") == "ok" else not_run
-    cs = res.get("crossscore", {})
-    lines += ["## CrossScore predict: fp16 autocast vs fp32", ""]
-    if cs.get("status") == "ok":
-        lines += [f"{cs['frames']} frames of {cs['query']}, checkpoint {cs['checkpoint']}: max |fp16 − fp32| of the "
-                  f"maps **{cs['max_abs_diff']:.2e}** (mean {cs['mean_abs_diff']:.2e}; maps are SSIM in [0, 1]).", ""]
-    else:
-        lines += [f"{cs.get('status', 'not run')}: {cs.get('reason', '')}", ""]
-    lines += _training_md(res.get("training", []))
+    for key, title, body in SECTIONS:
+        if key in res:
+            lines += _section(res[key], title, body)
+        if key == "scorer":
+            lines += _fed_md(fed_at_rate(res))
+    lines += _training_md(res["training"]) if "training" in res else []
     timing = res.get("part_seconds", {})
     if timing:
         lines += ["Seconds per part: " + ", ".join(f"{k} {v:.0f}" for k, v in timing.items()) + ".", ""]
-    for i, call in enumerate(res.get("calls", [])[1:], 2):
-        c = call.get("config") or {}
-        lines.append(f"Call {i} ({call.get('created')}, {fmt(call.get('total_seconds'), '.0f')} s): `--runs "
-                     f"{c.get('runs')} --steps {c.get('steps')}`; its rows carry `call`.")
-    return "\n".join(lines)
+    return "\n".join(lines + _calls_md(res))
 
 
 # --------------------------------------------------------------------------------------------- parts
@@ -217,6 +312,29 @@ def check_environment(cfg: GpuCheckConfig) -> dict[str, Any]:
             "pythonpath": os.environ.get("PYTHONPATH", ""), "versions": versions, "nvidia_smi": smi,
             "cudnn_allow_tf32_default": torch.backends.cudnn.allow_tf32, "dev_shm_bytes": shm, "origins": origins,
             "cpu": cpu_name(), "cpus": os.cpu_count()}  # fmt: skip
+
+
+def check_decode(cfg: GpuCheckConfig, deadline: float) -> dict[str, Any]:
+    """The decoding rows of benchmarks/decode_bench.py on the first example's frames, in the scorer's batches,
+    within ``--decode-s`` (and ``deadline``); the ceiling and the scorer's target in this run."""
+    from consts import EXAMPLES_DIR
+    from models.nvs_sqa.feed import usable_cores
+
+    counts = decode_bench.worker_counts(cfg.decode_workers, usable_cores(), "--decode-workers")
+    kinds = decode_bench.parse_kinds(cfg.decode_kinds, "--decode-kinds")
+    end = min(deadline, time.monotonic() + cfg.decode_s)
+    res = decode_bench.measure(cfg.decode_frames, EXAMPLES_DIR / EXAMPLES[0], counts, kinds, cfg.decode_rounds,
+                               cfg.scorer_batch_size, deadline=end)  # fmt: skip
+    ceiling = res["ceiling_fps"]
+    return {**res, "goal_fps": SCORER_GOAL_FPS, "target_fps": None if ceiling is None else min(SCORER_GOAL_FPS,
+                                                                                                  ceiling)}  # fmt: skip
+
+
+def check_fullref(cfg: GpuCheckConfig, deadline: float) -> dict[str, Any]:
+    """The full-reference part (benchmarks/gpu_fullref.py) on the configured device, pairs, size and presets."""
+    presets = gpu_fullref.parse_presets(cfg.fullref_presets)
+    return gpu_fullref.measure(cfg.device, cfg.fullref_pairs, presets, cfg.fullref_size, cfg.fullref_repeats,
+                               deadline)  # fmt: skip
 
 
 def check_scorer(cfg: GpuCheckConfig) -> dict[str, Any]:
@@ -296,6 +414,27 @@ def check_training(cfg: GpuCheckConfig, deadline: float, rows: list[dict[str, An
                 save()
 
 
+def run_part(name: str, cfg: GpuCheckConfig, res: dict[str, Any], deadline: float, save: Callable[[], None]) -> None:
+    """One part of :data:`PARTS` into ``res[name]``: its results, or its failure, or skipped when the budget is
+    spent; training's runs are saved as each ends."""
+    if name == "training":
+        res["training"] = []
+        try:
+            check_training(cfg, deadline, res["training"], save)
+        except Exception as e:  # noqa: BLE001 - recorded; what was measured before stays
+            res["training"].append({"run": "training", **failed(e)})
+        return
+    checks = {"environment": lambda: check_environment(cfg), "decode": lambda: check_decode(cfg, deadline),
+              "scorer": lambda: check_scorer(cfg), "fullref": lambda: check_fullref(cfg, deadline),
+              "crossscore": lambda: check_crossscore(cfg)}  # fmt: skip
+    t0 = time.monotonic()
+    if t0 > deadline:
+        res[name] = {"status": "skipped", "reason": f"time budget ({cfg.budget_s:.0f} s) spent"}
+    else:
+        res[name] = _guard(checks[name])
+    print(f"{name}: {res[name]['status']} {res[name].get('reason', '')} ({time.monotonic() - t0:.0f} s)", flush=True)
+
+
 def _guard(fn: Any, *args: Any) -> dict[str, Any]:
     try:
         return fn(*args)
@@ -305,10 +444,12 @@ def _guard(fn: Any, *args: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- the check
 def problems(res: dict[str, Any]) -> list[str]:
-    """What ``--strict`` refuses: a part, mode or run that failed or was skipped; a travelling package imported
-    from outside PYTHONPATH (it would not be there on the GPU machine)."""
-    out = [f"{k}: {res[k]['status']} {res[k].get('reason', '')}" for k in ("environment", "scorer", "crossscore")
-           if res.get(k, {}).get("status") != "ok"]  # fmt: skip
+    """What ``--strict`` refuses: a part that ran, or a mode, run or full-reference preset of one, that failed or
+    was skipped; a full-reference value over its tolerance with TF32 off; a travelling package imported from
+    outside PYTHONPATH (it would not be there on the GPU machine)."""
+    out = [f"{k}: {res[k]['status']} {res[k].get('reason', '')}" for k in PARTS[:-1]
+           if k in res and res[k].get("status") != "ok"]  # fmt: skip
+    out += gpu_fullref.problems(res["fullref"]) if res.get("fullref", {}).get("status") == "ok" else []
     out += [f"scorer {m['requested']}: {m['status']} {m.get('reason', '')}" for m in res.get("scorer", {})
             .get("modes", []) if m.get("status") != "ok"]  # fmt: skip
     out += [f"training {r['run']}: {r['status']} {r.get('reason', '')}" for r in res.get("training", [])
@@ -327,11 +468,15 @@ def out_dir(cfg: GpuCheckConfig) -> Path:
 
 
 def merge_calls(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several calls' results as one: the first's parts; each later call's training runs added, replacing a run of
-    the same name that was skipped or failed; every call's time and settings under ``calls``."""
+    """Several calls' results as one: the first's parts; a later call's part where the first lacks it or has it
+    skipped or failed, and its training runs added, replacing a run of the same name that was skipped or failed
+    (each taken row or part carries ``call``); every call's time and settings under ``calls``."""
     out = {**results[0], "training": list(results[0].get("training", []))}
     out["calls"] = [{k: r.get(k) for k in ("created", "config", "total_seconds", "part_seconds")} for r in results]
     for later in results[1:]:
+        for part in PARTS[:-1]:
+            if later.get(part, {}).get("status") in ("ok", "failed") and out.get(part, {}).get("status") != "ok":
+                out[part] = {**later[part], "call": later.get("created")}
         for row in later.get("training", []):
             if row.get("status") not in ("ok", "failed"):
                 continue  # skipped there: the earlier row stands
@@ -353,6 +498,7 @@ def _merge(cfg: GpuCheckConfig) -> int:
     if missing:
         raise InputError(f"--merge: {missing[0]} not found; give gpu.json files or the folders holding them")
     res = merge_calls([read_json(f) for f in files])
+    res["fed"] = fed_at_rate(res)
     out = out_dir(cfg)
     write_json(out / "gpu.json", res)
     atomic_write_bytes(out / "gpu.md", (report_md(res) + "\n").encode())
@@ -381,27 +527,15 @@ def run(cfg: GpuCheckConfig) -> int:
     print(f"gpu-check on {res['gpu']} (device {cfg.device}), budget {cfg.budget_s:.0f} s", flush=True)
 
     def save() -> None:
+        res["fed"] = fed_at_rate(res)
         write_json(out / "gpu.json", res)
         atomic_write_bytes(out / "gpu.md", (report_md(res) + "\n").encode())
 
-    parts = (("environment", check_environment), ("scorer", check_scorer), ("crossscore", check_crossscore))
-    for name, fn in parts:
+    for name in parse_parts(cfg.parts):
         t0 = time.monotonic()
-        if t0 > deadline:
-            res[name] = {"status": "skipped", "reason": f"time budget ({cfg.budget_s:.0f} s) spent"}
-        else:
-            res[name] = _guard(fn, cfg)
+        run_part(name, cfg, res, deadline, save)
         res["part_seconds"][name] = time.monotonic() - t0
-        print(f"{name}: {res[name]['status']} {res[name].get('reason', '')} ({res['part_seconds'][name]:.0f} s)",
-              flush=True)  # fmt: skip
         save()
-    res["training"] = []
-    t0 = time.monotonic()
-    try:
-        check_training(cfg, deadline, res["training"], save)
-    except Exception as e:  # noqa: BLE001 - recorded; what was measured before stays
-        res["training"].append({"run": "training", **failed(e)})
-    res["part_seconds"]["training"] = time.monotonic() - t0
     res["total_seconds"] = time.monotonic() - t_start
     save()
     print(report_md(res))
@@ -420,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cli.parse(GpuCheckConfig, a, description=desc, presets=PRESETS, default_preset="gpu").config
         parse_precisions(cfg.scorer_precisions)  # a bad name: one `error:` line, before anything runs
         parse_runs(cfg.runs)
+        parse_parts(cfg.parts)
+        decode_bench.parse_kinds(cfg.decode_kinds, "--decode-kinds")
+        decode_bench.worker_counts(cfg.decode_workers, 1, "--decode-workers")
+        gpu_fullref.parse_presets(cfg.fullref_presets)
         return cfg
 
     return cli.main(parse, run, argv)

@@ -11,7 +11,10 @@ imports (``benchmarks/gpu_image.txt``), and everything else must travel beside t
   reads JPEG frames only (``models.video`` is imported only when a video is read).
 - ``.gpu/reference/``: the release's own features and scores from ``../shared/reference`` (``../shared`` does not
   travel), for the scorer's parity check.
-- ``checkpoints/v0.0.1`` (the released weights of ``make setup``) travels as it is: it is named in ``carry``.
+- ``checkpoints/v0.0.1`` (the released weights of ``make setup``) travels as it is: it is named in ``carry``;
+- so do the small full-reference weights of ``checkpoints/fullref`` (the LPIPS lin layers and DISTS' alpha/beta,
+  27 kB) for the check's ``fullref`` part; its AlexNet and VGG16 backbones (69 MB) would not fit and are replaced
+  there by seeded stand-ins (benchmarks/gpu_fullref.py).
 
 It prints the command and the ``carry`` list of the device call (docs/performance.md, "GPU check"), and exits 2
 with one line when the tree plus what travels would not fit.
@@ -30,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if __package__ in (None, ""):  # `python benchmarks/gpu_travel.py`
     sys.path.insert(0, str(ROOT))
 
-from consts import REFERENCE_FEATURES, RELEASED, ROOT  # noqa: E402
+from benchmarks.gpu_fullref import BACKBONES  # noqa: E402
+from consts import FULLREF_DIR, FULLREF_WEIGHTS, REFERENCE_FEATURES, RELEASED, ROOT  # noqa: E402
 from models import cli  # noqa: E402
 from models.cli import opt  # noqa: E402
 from models.errors import InputError  # noqa: E402
@@ -42,6 +46,7 @@ LIMIT_BYTES = 64 * 2**20  # the device call's limit on the working tree plus the
 TRAVEL_PACKAGES = ("pyfvvdp", "ffmpeg-python", "future", "submitit")
 REFERENCE_FILES = ("features.npz", "scores.json")
 IMAGE_FILE = ROOT / "benchmarks" / "gpu_image.txt"  # the GPU image's packages that this project imports
+FULLREF_CARRIED = tuple(FULLREF_DIR / n for n in FULLREF_WEIGHTS if n not in BACKBONES)  # all but the backbones
 
 
 @dataclass
@@ -84,13 +89,17 @@ def tree_files(root: Path = ROOT) -> list[Path]:
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of the regular files under ``folder`` (links not followed, as the transfer copies them as links)."""
+    """Bytes of the regular files under ``folder`` (links not followed, as the transfer copies them as links), or
+    of ``folder`` itself when it is a file."""
+    if folder.is_file():
+        return folder.stat().st_size
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def carried(out: Path) -> list[Path]:
-    """The paths named in the device call's ``carry``: the travelling folder and the released weights."""
-    return [out, RELEASED.dir]
+    """The paths named in the device call's ``carry``: the travelling folder, the released weights and the small
+    full-reference weights."""
+    return [out, RELEASED.dir, *FULLREF_CARRIED]
 
 
 def sizes(out: Path) -> list[tuple[str, int]]:
@@ -150,6 +159,9 @@ def run(cfg: TravelConfig) -> int:
     out = Path(cfg.out).resolve()
     if not (RELEASED.dir / "model.pth").is_file():
         raise InputError(f"{RELEASED.dir}: no released weights; run `make setup` first")
+    missing = [p for p in FULLREF_CARRIED if not p.is_file()]
+    if missing:
+        raise InputError(f"{missing[0]}: missing (the full-reference weights); run `make setup` first")
     if out == ROOT or ROOT not in out.parents:
         raise InputError(f"--out {cfg.out}: must be a folder inside the repository (it travels with the tree)")
     shutil.rmtree(out, ignore_errors=True)

@@ -384,3 +384,87 @@ def test_the_committed_gpu_results_hold_every_item_of_the_check():
     assert all(rows[r.label]["peak_gpu_mib"] > 0 for r in gt.RUNS)
     assert rows["ddp-smoke-paper-amp"]["process_group"] == {"backend": "nccl", "world_size": 1}
     assert rows[f"{gt.RESUMED} stop + --resume"]["complete"]
+
+
+def test_rehearsal_of_the_decode_and_fullref_parts(tmp_path, travelled, capsys):
+    """The rehearsal's code paths of the two parts alone (--parts), strict: decoding rows and the scorer's target;
+    the full-reference values of the CPU against themselves, stand-in backbones as on the GPU machine."""
+    import json
+
+    args = ["--preset", "rehearse", "--parts", "fullref,decode", "--decode-kinds", "prefetch,threads",
+            "--fullref-presets", "nerfbaselines", "--out", str(tmp_path)]  # fmt: skip
+    assert g.main(args) == 0, capsys.readouterr().err
+    res = json.loads((tmp_path / "gpu.json").read_text())
+    assert list(res["part_seconds"]) == ["decode", "fullref"]  # the check's order, not the flag's
+    assert not {"environment", "scorer", "crossscore", "training"} & set(res) and res["fed"] is None
+    dec = res["decode"]
+    assert dec["status"] == "ok" and dec["batch_size"] == 2 and dec["frames"] == 8
+    assert [(r["kind"], r["workers"]) for r in dec["rows"]] == [("prefetch", 1), ("threads", 1), ("threads", 2)]
+    assert dec["ceiling_fps"] > 0 and dec["target_fps"] == min(g.SCORER_GOAL_FPS, dec["ceiling_fps"])
+    fr = res["fullref"]
+    assert fr["status"] == "ok" and fr["size"] == [176, 176] and fr["weights"]["vgg16.pth"] == "stand-in"
+    (nb,) = fr["presets"]
+    assert nb["preset"] == "nerfbaselines" and nb["pass"] and set(nb["tf32_off"]["max_abs_diff"].values()) == {0.0}
+    md = (tmp_path / "gpu.md").read_text()
+    assert "## Decoding the frames" in md and "## Full-reference metrics: device against CPU" in md
+    assert "**Pass** (TF32 off" in md and "## Scorer" not in md and "## Training" not in md
+    assert md.index("## Decoding") < md.index("## Full-reference")
+
+
+def _decode_part(ceiling: float) -> dict:
+    row = {"kind": "processes", "workers": 16, "rounds": 3, "median_fps": ceiling, "min_fps": ceiling - 10,
+           "max_fps": ceiling + 10, "parent_cpu_ms_per_frame": 0.3, "worker_cpu_ms_per_frame": 4.0}  # fmt: skip
+    return {"status": "ok", "cpu": "Xeon", "cpu_id": "family 6, model 143", "cores": 16, "frames": 240,
+            "size": [960, 768], "example": "/x/Giraffe+NeRF", "batch_size": 16, "rounds": 3, "opencv": "5.0.0",
+            "jpeg": "libjpeg-turbo", "rows": [row], "ceiling_fps": ceiling, "ceiling": "processes × 16",
+            "goal_fps": g.SCORER_GOAL_FPS, "target_fps": min(g.SCORER_GOAL_FPS, ceiling)}  # fmt: skip
+
+
+def test_the_scorer_is_held_to_the_lower_of_the_goal_and_the_decoding_ceiling():
+    modes = [{"requested": "exact", "ran": "exact", "status": "ok", "frames_per_s": 1400.0, "ms_per_frame": 0.7,
+              "examples": []},
+             {"requested": "fp16", "ran": "fp16", "status": "ok", "frames_per_s": 1600.0, "ms_per_frame": 0.6,
+              "examples": []},
+             {"requested": "bf16", "status": "failed", "reason": "X: y"}]  # fmt: skip
+    res = {"decode": _decode_part(2400.0), "scorer": {"status": "ok", "batch_size": 16, "modes": modes}}
+    fed = g.fed_at_rate(res)
+    assert fed["target_fps"] == 1500.0 and fed["met"] == {"exact": False, "fp16": True}
+    md = g.report_md(res)
+    assert "From the JPEG files, end to end, against this run's target of 1500 frames/s (the lower of 1500 and the " \
+           "decoding ceiling 2400): exact 1400.0 (**not met**), fp16 1600.0 (met)." in md  # fmt: skip
+    assert "Ceiling: **2400 frames/s** (processes × 16). The scorer's target in this run: the lower of 1500 " \
+           "frames/s and the ceiling, **1500 frames/s**." in md  # fmt: skip
+    assert "| processes | 16 | 2400 | 2390–2410 |" in md
+    res["decode"] = _decode_part(900.0)  # a CPU slower than the goal: the ceiling is the target
+    assert g.fed_at_rate(res)["met"] == {"exact": True, "fp16": True}
+    res["decode"]["call"] = "t2"  # measured in another call: not compared
+    assert g.fed_at_rate(res) is None and "From the JPEG files" not in g.report_md(res)
+    res["decode"] = {"status": "failed", "reason": "RuntimeError: boom"}
+    assert g.fed_at_rate(res) is None and "failed: RuntimeError: boom" in g.report_md(res)
+
+
+def test_parts_flag_picks_parts_in_the_checks_order(capsys):
+    assert g.parse_parts("training, decode,environment") == ["environment", "decode", "training"]
+    assert g.parse_parts(g.GpuCheckConfig().parts) == list(g.PARTS)
+    with pytest.raises(InputError, match=r"^--parts decode,gpu: 'gpu' is not a part; choose from environment, "):
+        g.parse_parts("decode,gpu")
+    for flag, value, err in (("--parts", "", "error: --parts : '' is not a part"),
+                             ("--decode-kinds", "threads,x", "error: --decode-kinds threads,x: 'x' is not one of"),
+                             ("--decode-workers", "2,a", "error: --decode-workers 2,a: give whole numbers"),
+                             ("--fullref-presets", "nope", "error: --fullref-presets nope: 'nope' is not a preset")):
+        assert g.main([flag, value, "--out", "/nonexistent/x"]) == 2
+        assert capsys.readouterr().err.startswith(err)
+
+
+def test_strict_and_merge_know_the_new_parts():
+    fr = {"status": "ok", "tolerance": 1e-5, "presets": [
+        {"preset": "3dgs", "status": "ok", "pass": False, "tf32_off": {"max_abs_diff": {"lpips": 2e-5}}}]}
+    res = {"decode": {"status": "failed", "reason": "X: y"}, "fullref": fr}
+    assert g.problems(res) == ["decode: failed X: y", "fullref 3dgs: over 1e-05 with TF32 off: {'lpips': 2e-05}"]
+    assert g.problems({"scorer": {"status": "ok", "modes": []}}) == []  # a part not asked for is not a problem
+    first = {"created": "t1", "decode": {"status": "skipped", "reason": "time"}, "training": []}
+    later = {"created": "t2", "decode": _decode_part(2000.0), "fullref": {"status": "ok", "presets": []}}
+    merged = g.merge_calls([first, later])
+    assert merged["decode"]["call"] == "t2" and merged["decode"]["ceiling_fps"] == 2000.0
+    assert merged["fullref"] == {"status": "ok", "presets": [], "call": "t2"}
+    assert g.merge_calls([later, first])["decode"] == later["decode"]  # an earlier ok part stands

@@ -38,12 +38,14 @@ def test_device_command_reads_only_what_travels():
     cmd = t.device_command(t.TRAVEL_DIR)
     assert cmd.startswith("PYTHONPATH=$PWD/.gpu/site ") and "--reference .gpu/reference --out $OUT" in cmd
     assert len(cmd) < 2000 and ".venv" not in cmd  # the device call's limit; no venv there
-    assert [p.relative_to(ROOT).as_posix() for p in t.carried(t.TRAVEL_DIR)] == [".gpu", "checkpoints/v0.0.1"]
+    assert [p.relative_to(ROOT).as_posix() for p in t.carried(t.TRAVEL_DIR)] == [
+        ".gpu", "checkpoints/v0.0.1", "checkpoints/fullref/lpips_v0.1_lin.pth", "checkpoints/fullref/dists.pth"]
+    assert len(t.carried(t.TRAVEL_DIR)) <= 8  # the device call's carry takes 8 paths at most
 
 
 def test_the_travelling_folder_is_pure_python_and_fits_with_the_tree(tmp_path, released_dir):
-    """pip installs the travelling packages (from PyPI, as make gpu-prepare does); with the tree and the released
-    weights they fit the device call's 64 MiB."""
+    """pip installs the travelling packages (from PyPI, as make gpu-prepare does); with the tree, the released
+    weights and the small full-reference weights they fit the device call's 64 MiB."""
     reqs = t.install(tmp_path)
     site = tmp_path / "site"
     assert [r.split("==")[0] for r in reqs] == list(t.TRAVEL_PACKAGES)
@@ -51,7 +53,9 @@ def test_the_travelling_folder_is_pure_python_and_fits_with_the_tree(tmp_path, r
         assert (site / mod / "__init__.py").is_file()
     assert not list(site.rglob("*.so")) and not list(site.rglob("*.pyc")) and not (site / "bin").exists()
     tree = sum(p.stat().st_size for p in t.tree_files())
-    total = tree + t.folder_bytes(tmp_path) + t.folder_bytes(released_dir)
+    fullref = sum(t.folder_bytes(p) for p in t.FULLREF_CARRIED)
+    assert fullref < 2**20  # 27 kB: the backbones (69 MB) stay here
+    total = tree + t.folder_bytes(tmp_path) + t.folder_bytes(released_dir) + fullref
     assert total < t.LIMIT_BYTES, t.size_table([("tree", tree), ("travel", total - tree)])
 
 
