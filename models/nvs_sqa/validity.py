@@ -36,6 +36,7 @@ DARK_LEVEL = 8  # 0–255: a pixel this dark in every channel counts as a hole /
 WHITE_LEVEL = 247  # 0–255: a pixel this bright in every channel counts as white background
 NOISE_CROP = 256  # px: side of the central crop the noise and blockiness estimates read
 JPEG_BLOCK = 8  # px: JPEG's block size (luma)
+STEP_FLOOR = 1.0  # 0–255: the least mean step inside blocks blockiness divides by (one code value of 8 bits)
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 
 
@@ -101,9 +102,11 @@ def noise_sigma(gray: np.ndarray) -> float:
 
 
 def blockiness(gray: np.ndarray, block: int = JPEG_BLOCK) -> float:
-    """JPEG blockiness of a (H, W) image whose block grid starts at (0, 0): the mean absolute step between
-    neighbouring pixels across block edges over the mean step inside blocks, minus 1 (0: no block structure;
-    measured by ``make validity``: about 1 at JPEG quality 50, 3 at quality 15)."""
+    """JPEG blockiness of a (H, W) image whose block grid starts at (0, 0): how much larger the mean absolute step
+    between neighbouring pixels is across block edges than inside blocks, relative to the step inside (0: no block
+    structure; measured by ``make validity``: about 1 at JPEG quality 50, 3 at quality 15). The step inside counts
+    as at least :data:`STEP_FLOOR`: on a very smooth render (a strong blur) the steps inside blocks are a fraction
+    of a code value and the bare ratio would call a high-quality JPEG of it blocky."""
     g = np.asarray(gray, np.float32)
     dh, dv = np.abs(np.diff(g, axis=1)), np.abs(np.diff(g, axis=0))
     edge = np.zeros(dh.shape[1], bool)
@@ -114,7 +117,8 @@ def blockiness(gray: np.ndarray, block: int = JPEG_BLOCK) -> float:
     if not edge.any() or not row.any() or inside == 0:
         return 0.0
     across = (dh[:, edge].sum() + dv[row].sum()) / (edge.sum() * dh.shape[0] + row.sum() * dv.shape[1])
-    return float(across / (inside / ((~edge).sum() * dh.shape[0] + (~row).sum() * dv.shape[1])) - 1.0)
+    inside = inside / ((~edge).sum() * dh.shape[0] + (~row).sum() * dv.shape[1])
+    return float((across - inside) / max(inside, STEP_FLOOR))
 
 
 @dataclass

@@ -157,12 +157,16 @@ def test_blockiness_reads_jpeg_block_edges_and_nothing_else():
     assert abs(blockiness(rng.normal(128, 20, (256, 256)))) < 0.05
     steps = np.repeat(np.repeat(rng.integers(0, 255, (8, 8)).astype(np.float32), 8, 0), 8, 1)
     steps += np.tile(np.arange(64, dtype=np.float32) % 2, (64, 1))  # a step of 1 between every two pixels
-    # inside blocks every step is 1; across edges it is |block difference ± 1|: exact ratio computed by hand
+    # inside blocks every step is 1 or 0, across edges |block difference ± 1|: the exact value computed by hand
     dh, dv = np.abs(np.diff(steps, axis=1)), np.abs(np.diff(steps, axis=0))
     across = (dh[:, 7::8].sum() + dv[7::8].sum()) / (dh[:, 7::8].size + dv[7::8].size)
     inside = (np.delete(dh, np.s_[7::8], 1).sum() + np.delete(dv, np.s_[7::8], 0).sum()) / (
         np.delete(dh, np.s_[7::8], 1).size + np.delete(dv, np.s_[7::8], 0).size)
-    assert blockiness(steps) == pytest.approx(across / inside - 1, rel=1e-6)
+    assert blockiness(steps) == pytest.approx((across - inside) / max(inside, 1.0), rel=1e-6)
+    # a very smooth image: steps of 0.1 inside blocks, 0.3 across: relative to one code value, not to 0.1
+    edges = np.concatenate([[0.0], np.cumsum(np.where(np.arange(63) % 8 == 7, 0.3, 0.1))])
+    smooth = (edges[:, None] + edges[None, :]).astype(np.float32)  # every step 0.1, across an edge 0.3
+    assert blockiness(smooth) == pytest.approx(0.3 - 0.1, abs=1e-5)  # the bare ratio would give 0.3 / 0.1 - 1 = 2
     frame = next(iter(open_frame_folder(EXAMPLES_DIR / "Giraffe+NeRF", MIN_FRAME_SIZE)))
     gray = frame[:256, :256].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     levels = []
