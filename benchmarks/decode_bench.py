@@ -192,28 +192,11 @@ def frame_files(example: Path, frames: int) -> list[Path]:
     return [files[i % len(files)] for i in range(frames)]
 
 
-def cpu_id(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
-    """The first core's "cpu family" and "model" numbers from ``cpuinfo`` ("family 26, model 2"; "?" where they
-    cannot be read): what tells a CPU generation apart when the model name is only "AMD EPYC"."""
-    found: dict[str, str] = {}
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("cpu family", "model") and key.strip() not in found:
-                    found[key.strip()] = value.strip()
-                if len(found) == 2:
-                    break
-    except OSError:
-        pass
-    return f"family {found['cpu family']}, model {found['model']}" if len(found) == 2 else "?"
-
-
 def machine() -> dict[str, Any]:
     """The CPU that decodes: its name, family and model, native bfloat16, and the cores this process may use."""
     from models.nvs_sqa.feed import usable_cores
     from models.nvs_sqa.precision import native_bf16
-    from models.runtime import cpu_name
+    from models.runtime import cpu_id, cpu_name
 
     return {"cpu": cpu_name(), "cpu_id": cpu_id(), "cpu_native_bf16": native_bf16(), "cores": usable_cores()}
 

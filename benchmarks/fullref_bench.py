@@ -37,7 +37,7 @@ from models.fullref.metrics import METRICS, device_of
 from models.fullref.protocols import PROTOCOLS
 from models.pixels import read_image
 from models.results import stamp, table, write_report
-from models.runtime import DEVICES, cpu_name, set_threads
+from models.runtime import DEVICES, cpu_flags, cpu_name, set_threads
 
 JPEG_QUALITY = 50
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
@@ -180,11 +180,7 @@ def report(result: dict[str, Any]) -> str:
 
 def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     """The vector extensions of :data:`CPU_FEATURES` this CPU reports ("avx2 fma avx512f ..."), for results files."""
-    try:
-        with open(cpuinfo) as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        flags = []
+    flags = cpu_flags(cpuinfo)
     return " ".join(f for f in CPU_FEATURES if f in flags) or "unknown"
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,17 +173,20 @@ def validate(cfg: ValidateConfig) -> dict:
 
 
 def run(cfg: ValidateConfig) -> int:
+    start = time.monotonic()
     res = validate(cfg)
+    res["seconds"] = round(time.monotonic() - start, 1)
+    prov = stamp()
     rows = [{"metric": m, **c} for m, c in res["counts"].items()]
     md = (f"# Known-order bank of the scene report ({cfg.size})\n\nMade by `python -m benchmarks.report_validate "
-          f"--size {cfg.size}` (`make report-validate`); report.py exit code {res['exit_code']}; "
+          f"--size {cfg.size}` (`make report-validate`) on {prov['cpu']}, {prov['cpus']} cores, torch "
+          f"{prov['torch']}, {prov['created'][:10]}: {res['seconds']:.0f} s; report.py exit code {res['exit_code']}; "
           f"{res['known_pairs_per_scene']} pairs of known order per scene. Decisive claims that agree with the known "
           "order, contradict it (false), abstentions on known pairs, decisive claims on pairs of no known order, and "
           "rank inversions:\n\n" + table(rows, list(rows[0]) if rows else ["metric"], fmt="github") + "\n\n"
           + ("False claims:\n\n" + "\n".join(f"- {line}" for line in res["false"]) if res["false"]
              else "No false claim.") + "\n")  # fmt: skip
-    write_report(Path(cfg.out), f"report_validate{'' if cfg.size == 'full' else '_' + cfg.size}",
-                 {**stamp(), **res}, md)
+    write_report(Path(cfg.out), f"report_validate{'' if cfg.size == 'full' else '_' + cfg.size}", {**prov, **res}, md)
     return 0 if not res["false"] else 1
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from consts import PROJECT_NAME, PROJECT_VERSION
 from models.errors import InputError
+from models.runtime import cpu_id, cpu_name
 
 
 def sha256_file(path: Path) -> str:
@@ -104,6 +105,7 @@ def stamp(**extra: Any) -> dict[str, Any]:
     return {
         "project": PROJECT_NAME, "project_version": PROJECT_VERSION, "torch": torch.__version__,
         "python": platform.python_version(), "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "cpu": f"{cpu_name()} ({cpu_id()})", "cpus": os.cpu_count(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **extra,
     }  # fmt: skip
 

@@ -58,18 +58,39 @@ def locate(value: str, default_parent: Path, *more_parents: Path, what: str = "p
     raise InputError(f"{what} {value}: not found (looked in: {', '.join(map(str, tried))}); {hint}")
 
 
+def _first_core(cpuinfo: str | Path) -> dict[str, str]:
+    """The first core's ``key: value`` lines of ``cpuinfo`` (empty where it cannot be read)."""
+    found: dict[str, str] = {}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if not line.strip() and found:
+                    break
+                if sep and key.strip() not in found:
+                    found[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return found
+
+
 def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     """The CPU's model name from ``cpuinfo`` ("AMD EPYC"), else what ``platform`` reports; for results files."""
     import platform
 
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _first_core(cpuinfo).get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_id(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The first core's "cpu family" and "model" numbers ("family 26, model 2"; "?" where they cannot be read):
+    what tells a CPU generation apart when the model name is only "AMD EPYC"."""
+    core = _first_core(cpuinfo)
+    return f"family {core['cpu family']}, model {core['model']}" if "cpu family" in core and "model" in core else "?"
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The feature flags the first core reports (empty where they cannot be read)."""
+    return set(_first_core(cpuinfo).get("flags", "").split())
 
 
 def set_threads(threads: int) -> None:

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from models.runtime import cpu_name, interrupts_held
+from models.runtime import cpu_flags, cpu_id, cpu_name, interrupts_held
 
 
 def test_cpu_name_reads_the_model_name_line(tmp_path):
@@ -22,6 +22,15 @@ def test_cpu_name_falls_back_to_platform(tmp_path):
     assert cpu_name(tmp_path / "missing") == expected
     (tmp_path / "arm").write_text("processor\t: 0\nBogoMIPS\t: 50.00\n")  # no model name line (some ARM kernels)
     assert cpu_name(tmp_path / "arm") == expected
+
+
+def test_cpu_id_and_flags_read_the_first_core(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 "
+                    "avx512_bf16\n\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu\n")  # fmt: skip
+    assert cpu_id(info) == "family 26, model 2"
+    assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_id(tmp_path / "missing") == "?" and cpu_flags(tmp_path / "missing") == set()
 
 
 def test_interrupts_held_act_at_the_end_of_the_outermost_block_and_once():

@@ -80,14 +80,6 @@ def test_worker_counts_kinds_and_rows():
                                                                         ("processes", 4), ("pickle", 4)]  # fmt: skip
 
 
-def test_cpu_id_reads_family_and_model(tmp_path):
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
-                    "processor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\n")  # fmt: skip
-    assert d.cpu_id(info) == "family 26, model 2"
-    assert d.cpu_id(tmp_path / "missing") == "?"
-
-
 def test_make_target():
     text = (ROOT / "Makefile").read_text()
     assert "\nbench-decode: setup\n\t$(PY) -m benchmarks.decode_bench\n" in text
