@@ -181,10 +181,11 @@ def ssim(
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean squared error per image of (B, C, H, W) -> (B,) float64: the differences in the working precision (a
-    float32 difference of two float32 values is exact or off by half an ulp), their squares summed in float64."""
+    """Mean squared error per image of (B, C, H, W) -> (B,) float64, all in the working precision: a float32
+    difference of two float32 values is exact or off by half an ulp, and torch's summation (cascaded on the CPU,
+    tree-reduced on CUDA) keeps a float32 sum of 2.2 M squares within ~1e-7 of float64 (PSNR: ~1e-7 dB)."""
     a, b = working_precision(a, b)
-    return torch.linalg.vector_norm(a - b, dim=(1, 2, 3), dtype=torch.float64).square_() / a[0].numel()
+    return (a - b).square_().sum((1, 2, 3)).double() / a[0].numel()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

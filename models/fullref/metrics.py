@@ -3,10 +3,10 @@
 
 Every metric takes a render and its ground truth as (B, 3, H, W) float tensors in [0, 1] on its device and returns
 one value per image (B,); those with ``has_map`` also give a per-pixel map. PSNR, MSE, MAE, SSIM and MS-SSIM work in
-the inputs' precision (float32 from :class:`FullReference`, float64 if given): float32 differences with float64 sums
-for the error metrics, and SSIM in a form that float32 computes to within 1e-6 of float64 (``models.ssim._terms``;
-the tools' textbook float32 is off by up to 8e-5 on images with flat areas). The networks run in float32, FLIP in
-the ``flip-evaluator`` package on the CPU.
+the inputs' precision (float32 from :class:`FullReference`, float64 if given): the error metrics' differences and
+sums (within ~1e-7 of float64: :func:`models.ssim.mse`), and SSIM in a form that float32 computes to within 1e-6
+of float64 (``models.ssim._terms``; the tools' textbook float32 is off by up to 8e-5 on images with flat areas).
+The networks run in float32, FLIP in the ``flip-evaluator`` package on the CPU.
 
     >>> m = create("lpips-alex", device="cpu")
     >>> m(render, gt)            # tensor (B,)
@@ -95,11 +95,11 @@ class MSE(Metric):
 
 
 class MAE(Metric):
-    """Mean absolute error per image (over channels and pixels), summed in float64."""
+    """Mean absolute error per image (over channels and pixels), in the working precision (as :func:`mse`)."""
 
     def evaluate(self, render: torch.Tensor, gt: torch.Tensor, with_map: bool = False) -> Result:
         a, b = working_precision(render, gt)
-        return torch.linalg.vector_norm(a - b, ord=1, dim=(1, 2, 3), dtype=torch.float64) / a[0].numel(), None
+        return (a - b).abs_().sum((1, 2, 3)).double() / a[0].numel(), None
 
 
 class SSIM(Metric):

@@ -41,7 +41,7 @@ def test_8bit_inputs_pass_every_rule_unchanged(preset):
 
 
 def _psnr_expected(a: np.float32, b: np.float32) -> float:
-    d = float(np.float32(a) - np.float32(b))  # the presets' float32 values, then float64 arithmetic
+    d = float(np.float32(a) - np.float32(b))  # the presets' float32 values (their float32 sums: within 1e-5 dB)
     return -10 * math.log10(d * d)
 
 
@@ -51,9 +51,9 @@ def test_one_float_render_three_presets_three_psnrs():
     got = {p: FullReference(p, metrics=("psnr",), device="cpu").compute(render, gt)["psnr"]
            for p in ("nerfbaselines", "nerfstudio-nerfacto", "3dgs")}
     g = np.float32(128) / np.float32(255)
-    assert got["nerfbaselines"] == pytest.approx(_psnr_expected(np.float32(127) / np.float32(255), g), abs=1e-9)
+    assert got["nerfbaselines"] == pytest.approx(_psnr_expected(np.float32(127) / np.float32(255), g), abs=1e-5)
     assert got["nerfbaselines"] == pytest.approx(20 * math.log10(255), abs=1e-4)  # one code value apart
-    assert got["nerfstudio-nerfacto"] == pytest.approx(_psnr_expected(np.float32(0.5), g), abs=1e-9)
+    assert got["nerfstudio-nerfacto"] == pytest.approx(_psnr_expected(np.float32(0.5), g), abs=1e-5)
     assert got["nerfstudio-nerfacto"] == pytest.approx(20 * math.log10(510), abs=1e-3)  # half a code value
     assert got["3dgs"] == math.inf  # rounded half up to 128: identical
 
