@@ -30,7 +30,8 @@ from models.report.series import FULLREF
 
 log = logging.getLogger(__name__)
 
-BATCH = 4  # full-reference pairs per metric call: as fast as one by one or faster, 4 pairs of memory
+BATCH = 1  # full-reference pairs per metric call: one (a batch of 4 was 1.3-6x slower a pair on 2 cores: its
+# tensors, 4x larger, are mmapped and page-faulted afresh by every call; measured in docs/report.md, Time)
 # Seconds per stage of this process's passes (decode, jod, fullref:<metric>, fullref inputs, fvvdp, crossscore) and
 # "frames", the render frames handed on. NVS-SQA's encoder runs beside the pass's own work: its stage holds only
 # the time it adds to the pass.
