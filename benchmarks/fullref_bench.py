@@ -37,7 +37,7 @@ from models.fullref.metrics import METRICS, device_of
 from models.fullref.protocols import PROTOCOLS
 from models.pixels import read_image
 from models.results import stamp, table, write_report
-from models.runtime import DEVICES, cpu_flags, cpu_name, set_threads
+from models.runtime import DEVICES, cpu_flags, set_threads
 
 JPEG_QUALITY = 50
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
@@ -202,7 +202,7 @@ def run(cfg: FullrefBenchConfig) -> int:
     rows = versus_peers(x, y, device, cfg.repeats, cfg.metrics)
     others = (measure_others(x, y, render, gt, device, cfg.other_repeats, cfg.metrics, cfg.presets)
               if cfg.others else [])
-    machine = stamp(cpu=cpu_name(), cpu_features=cpu_features(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
+    machine = stamp(cpu_features=cpu_features(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
                     threads=torch.get_num_threads(), device=str(device), repeats=cfg.repeats,
                     other_repeats=cfg.other_repeats, load_before=load_before, load_after=os.getloadavg()[0])
     pair = (f"{EXAMPLE_SEQUENCES[0]} frame 0 (ground truth) vs its JPEG re-encoding at quality {JPEG_QUALITY} "

@@ -39,7 +39,6 @@ from benchmarks.report_scene import BENCH, SceneConfig, make
 from models import cli
 from models.cli import opt
 from models.results import stamp, table, write_report
-from models.runtime import cpu_name
 
 HERE = Path(__file__).resolve().parent
 PRESET = "nerfbaselines"
@@ -218,7 +217,7 @@ def bench(cfg: BenchConfig) -> int:
         runs["bench, one method added"] = {"methods": cfg.methods + 1, "parts": parts, **timed_report(args,
                                                                                                       cfg.frames)}
         alone["after"] = parts_alone(scene, gt, cfg.parts_frames, cfg.repeats)
-    result = stamp(cpu=cpu_name(), cpu_capability=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(),
+    result = stamp(cpu_capability=torch.backends.cpu.get_cpu_capability(), cores=os.cpu_count(),
                    threads=torch.get_num_threads(), load_before=load0, load_after=machine_load(),
                    command="python -m benchmarks.report_bench " + " ".join(cli.to_argv(cfg)), frames=cfg.frames,
                    runs=runs, alone=alone, **verdict(runs, alone))

@@ -222,7 +222,7 @@ def run(cfg: ScorerBenchConfig) -> int:
     skipped = {} if native or cfg.emulated else {
         m: "not run: this CPU has no native bfloat16 (AVX512_BF16/AMX); --precision mixed/bf16 run exact here"
         for m in ("mixed", "bf16")}  # fmt: skip
-    result = stamp(machine=machine, cpu=cpu_name(), cpu_capability=capability, cpu_native_bf16=native,
+    result = stamp(machine=machine, cpu_capability=capability, cpu_native_bf16=native,
                    torch_threads=torch.get_num_threads(), rounds=cfg.rounds,
                    batch_size=cfg.batch_size, rows=rows, long=long_row, skipped=skipped, goals=goals(rows, long_row),
                    load={"min": min(lv), "median": float(np.median(lv)), "max": max(lv), "per_run": loads})
